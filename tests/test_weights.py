@@ -1,0 +1,105 @@
+import copy
+import re
+
+import open_clip
+import pytest
+import torch
+from open_clip.transformer import QuickGELU
+
+import weights
+from estimator import AgeEstimator
+from tests.tiny_clip import TINY_CONFIG
+
+SHA = "0" * 64
+
+
+@pytest.fixture
+def openai_style_tag(monkeypatch, tmp_path):
+    """A built-in-style model and 'openai' tag, like ViT-L-14/openai, but tiny: its config has
+    no QuickGELU and its tag says the weights need it, exactly as OpenAI's do."""
+    name = "TinyCLIP-test"
+    config = copy.deepcopy(TINY_CONFIG)
+    config.pop("quick_gelu")
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, name, config)
+    url = f"https://openaipublic.azureedge.net/clip/models/{SHA}/{name}.pt"
+    tag = open_clip.pretrained._pcfg(url=url, quick_gelu=True)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, name, {"openai": tag})
+    torch.manual_seed(1)
+    trained = open_clip.model.CLIP(**config, quick_gelu=True)
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    torch.save(trained.state_dict(), weights_dir / f"{name}.pt")
+    return name, weights_dir, trained
+
+
+def test_openai_weights_load_from_the_local_file_with_quick_gelu(openai_style_tag):
+    name, weights_dir, trained = openai_style_tag
+    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu")
+    activations = {type(m) for m in estimator.model.modules() if "GELU" in type(m).__name__}
+    assert activations == {QuickGELU}
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(estimator.model.state_dict()[key], value)
+
+
+def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(tmp_path):
+    (tmp_path / "ViT-L-14.pt").write_bytes(b"placeholder")
+    spec = weights.locate("ViT-L-14", "openai", tmp_path)
+    assert spec.pretrained == str(tmp_path / "ViT-L-14.pt")
+    assert spec.options["force_quick_gelu"] is True
+    assert spec.options["image_interpolation"] == "bicubic"
+
+
+def test_missing_weights_name_the_path_looked_in_and_how_to_provide_them(tmp_path):
+    with pytest.raises(weights.WeightsError) as raised:
+        AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
+    message = str(raised.value)
+    assert f"looked for {tmp_path / 'ViT-B-32.pt'} and in the Hugging Face cache" in message
+    assert "build time" in message and "CLIP_MODEL=local-dir:" in message
+
+
+def test_missing_local_dir_is_explained(tmp_path):
+    with pytest.raises(weights.WeightsError, match=re.escape(f"no open_clip_config.json in {tmp_path}")):
+        weights.locate(f"local-dir:{tmp_path}", "openai", tmp_path)
+
+
+def test_unknown_tag_lists_the_known_ones(tmp_path):
+    with pytest.raises(weights.WeightsError, match=r"Known tags: \[.*'openai'.*\]"):
+        weights.locate("ViT-B-32", "not-a-tag", tmp_path)
+
+
+def test_hf_hub_file_names_follow_open_clip():
+    assert weights._hub_filenames("") == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    assert weights._hub_filenames("model.bin") == ["model.safetensors", "model.bin"]
+    assert weights._hub_filenames("model.npz") == ["model.npz"]
+
+
+def test_a_checkpoint_file_is_used_as_given(tmp_path):
+    checkpoint = tmp_path / "mine.safetensors"
+    checkpoint.write_bytes(b"x")
+    assert weights.locate("ViT-B-32", str(checkpoint), tmp_path).pretrained == str(checkpoint)
+
+
+def test_empty_pretrained_means_random_init_for_benchmarks(tmp_path):
+    assert weights.locate("ViT-B-32", "", tmp_path).pretrained is None
+
+
+def test_a_tag_found_in_the_hugging_face_cache_is_loaded_as_a_file(tmp_path, monkeypatch):
+    cached = tmp_path / "open_clip_model.safetensors"
+    cached.write_bytes(b"x")
+    asked = []
+
+    def in_cache(repo_id, filename):
+        asked.append((repo_id, filename))
+        return str(cached) if filename == "open_clip_model.safetensors" else None
+
+    monkeypatch.setattr(weights, "try_to_load_from_cache", in_cache)
+    spec = weights.locate("ViT-B-32", "laion2b_s34b_b79k", tmp_path / "empty")
+    assert spec.pretrained == str(cached)
+    assert asked[0] == ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
+
+
+def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, tiny_model_dir):
+    wrong = tmp_path / "ViT-B-32.pt"
+    wrong.write_bytes(b"not a checkpoint")
+    with pytest.raises(weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"):
+        AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
