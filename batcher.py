@@ -1,0 +1,104 @@
+"""Group the images of requests that arrive together into one GPU batch."""
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+Result = TypeVar("Result")
+_STOP = object()
+
+
+@dataclass
+class _Request(Generic[Result]):
+    rows: np.ndarray
+    future: "Future[list[Result]]"
+
+
+class MicroBatcher(Generic[Result]):
+    """Runs `predict_rows` on one worker thread over the rows of many requests at once.
+
+    A request is an array of rows (one per image or face) and gets back one result per row.
+    A lone request runs at once. Under load (requests already waiting, or the last batch
+    held more than one), the worker waits up to `window_s` for more, so that concurrent
+    requests share a forward pass instead of queueing one by one.
+    """
+
+    def __init__(
+        self,
+        predict_rows: Callable[[np.ndarray], Sequence[Result]],
+        max_rows: int = 64,
+        window_s: float = 0.001,
+    ) -> None:
+        self._predict_rows = predict_rows
+        self._max_rows = max_rows
+        self._window_s = window_s
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._held: _Request | None = None
+        self._last_batch_requests = 0
+        self.batches_run = 0
+        self._thread = threading.Thread(target=self._work, name="micro-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: np.ndarray) -> "Future[list[Result]]":
+        future: Future[list[Result]] = Future()
+        if len(rows) == 0:
+            future.set_result([])
+        else:
+            self._queue.put(_Request(rows, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            first = self._held or self._queue.get()
+            self._held = None
+            if first is _STOP:
+                return
+            batch, stop = self._gather(first)
+            self._run(batch)
+            if stop:
+                return
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        batch, count = [first], len(first.rows)
+        under_load = self._last_batch_requests > 1 or not self._queue.empty()
+        deadline = time.monotonic() + (self._window_s if under_load else 0.0)
+        while count < self._max_rows:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            if count + len(item.rows) > self._max_rows:
+                self._held = item
+                break
+            batch.append(item)
+            count += len(item.rows)
+        return batch, False
+
+    def _run(self, batch: list[_Request]) -> None:
+        self._last_batch_requests = len(batch)
+        self.batches_run += 1
+        try:
+            results = self._predict_rows(np.concatenate([request.rows for request in batch]))
+        # Whatever broke the forward pass is each waiting request's answer; the worker lives on.
+        except Exception as error:
+            for request in batch:
+                request.future.set_exception(error)
+            return
+        start = 0
+        for request in batch:
+            end = start + len(request.rows)
+            request.future.set_result(list(results[start:end]))
+            start = end

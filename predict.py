@@ -1,0 +1,110 @@
+"""Cog adapter: setup() builds the estimator; predict() maps Cog inputs to an Output."""
+
+import asyncio
+import logging
+import time
+
+import cog
+from cog import BaseModel, BasePredictor, Input, Path
+
+import pipeline
+from batcher import MicroBatcher
+from estimator import AgeEstimator
+from faces import DetectorUnavailable, FaceDetector
+from images import ACCEPTED_NAMES, InvalidImage
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Keep equal to cog.yaml's concurrency.max (a test checks). Requests beyond it get 409.
+MAX_CONCURRENCY = 32
+MIN_FACE_SIZE_RANGE = (8, 4096)
+
+
+class Output(BaseModel):
+    age: int
+    expected_age: float
+    age_low: int
+    age_high: int
+    probabilities: list[float]
+    faces: list[dict]
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        started = time.perf_counter()
+        settings = Settings.from_env()
+        self.estimator = AgeEstimator(
+            settings.clip_model, settings.clip_pretrained, weights_dir=settings.weights_dir
+        )
+        self.batcher = MicroBatcher(
+            self.estimator.predict_pixels,
+            max_rows=settings.max_batch_size,
+            window_s=settings.batch_window_ms / 1000,
+        )
+        try:
+            self.detector: FaceDetector | None = FaceDetector(settings.face_detector_model)
+            self.detector_problem = ""
+        except DetectorUnavailable as problem:
+            log.warning("%s Whole-photo predictions still work.", problem)
+            self.detector, self.detector_problem = None, str(problem)
+        print(
+            f"Ready: {settings.clip_model} ({settings.clip_pretrained}) on "
+            f"{self.estimator.device} in {time.perf_counter() - started:.1f} s"
+        )
+
+    @cog.concurrent(max=32)
+    async def predict(
+        self,
+        image: Path = Input(
+            description=f"A photo of a person: {ACCEPTED_NAMES}; at most 64 MB and 120 megapixels."
+        ),
+        return_probabilities: bool = Input(
+            default=False,
+            description="Also return the 99 probabilities; index i is age i + 1.",
+        ),
+        detect_faces: bool = Input(
+            default=False,
+            description="Find faces and predict an age for each (largest first); "
+            "the top-level fields then describe the largest face.",
+        ),
+        min_face_size: int = Input(
+            default=32,
+            ge=8,
+            le=4096,
+            description="With detect_faces: ignore faces narrower or shorter than this, in pixels.",
+        ),
+        max_faces: int = Input(
+            default=10,
+            ge=1,
+            le=50,
+            description="With detect_faces: predict at most this many faces, the largest ones.",
+        ),
+    ) -> Output:
+        # Without a built image's schema the server passes inputs unchecked, so check here too.
+        if image is None:
+            raise InvalidImage(f"No image was given. Send a photo as 'image': {ACCEPTED_NAMES}.")
+        _check_range("min_face_size", min_face_size, *MIN_FACE_SIZE_RANGE)
+        _check_range("max_faces", max_faces, 1, pipeline.MAX_FACES_LIMIT)
+        detector = self._detector() if detect_faces else None
+
+        prepared = await asyncio.to_thread(
+            pipeline.prepare,
+            image,
+            self.estimator.input_spec,
+            detector,
+            min_face_size,
+            max_faces,
+        )
+        distributions = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
+        return Output(**pipeline.summarize(prepared, distributions, return_probabilities))
+
+    def _detector(self) -> FaceDetector:
+        if self.detector is None:
+            raise DetectorUnavailable(self.detector_problem)
+        return self.detector
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
