@@ -46,3 +46,18 @@ def encode(image: Image.Image, format: str = "PNG", **options) -> bytes:
 
 def data_uri(data: bytes, mime: str = "application/octet-stream") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.fixture(scope="session")
+def cog_server(tiny_model_dir):
+    """The real Cog HTTP server running predict.py with the tiny model (and YuNet if present)."""
+    from local_server import LocalCogServer
+
+    env = {
+        "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
+        "FACE_DETECTOR_MODEL": str(YUNET if YUNET.is_file() else SHARED / "no-such-detector.onnx"),
+    }
+    with LocalCogServer(env) as server:
+        health = server.wait_until_ready()
+        assert health["status"] == "READY", server.log()
+        yield server
