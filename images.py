@@ -78,7 +78,7 @@ def _read_limited(source: bytes | str | os.PathLike) -> bytes:
             size = path.stat().st_size
         except OSError as error:
             raise InvalidImage(
-                f"Could not read the uploaded file ({error.strerror or error}). Upload a photo: "
+                f"Could not read the file ({error.strerror or error}). Upload a photo: "
                 f"{ACCEPTED_NAMES}."
             ) from None
         data = b""

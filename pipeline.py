@@ -50,16 +50,17 @@ def prepare(
 
 
 def summarize(
-    prepared: Prepared, distributions: list[AgeDistribution], include_probabilities: bool = False
+    faces: list[Face], distributions: list[AgeDistribution], include_probabilities: bool = False
 ) -> dict[str, Any]:
-    """The answer for one photo: the largest face's (or the whole photo's) age, and every face."""
+    """The answer for one photo from its prepared rows' distributions: the largest face's (or the
+    whole photo's) age, and every face."""
     main = distributions[0]
     return {
         **_ages(main),
         "probabilities": [float(p) for p in main.probabilities] if include_probabilities else [],
         "faces": [
             {"box": list(face.box), "score": round(face.score, 4), **_ages(distribution)}
-            for face, distribution in zip(prepared.faces, distributions)
+            for face, distribution in zip(faces, distributions)
         ],
     }
 

@@ -97,7 +97,7 @@ class Predictor(BasePredictor):
             max_faces,
         )
         distributions = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
-        return Output(**pipeline.summarize(prepared, distributions, return_probabilities))
+        return Output(**pipeline.summarize(prepared.faces, distributions, return_probabilities))
 
     def _detector(self) -> FaceDetector:
         if self.detector is None:

@@ -67,4 +67,4 @@ def to_model_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
     resized = image.resize(
         (spec.size, spec.size), _RESAMPLE[spec.interpolation], box=box, reducing_gap=None
     )
-    return np.asarray(resized, dtype=np.uint8)
+    return np.array(resized, dtype=np.uint8)  # owned and writable, so torch can share it

@@ -246,7 +246,7 @@ def test_file_over_the_byte_limit_is_refused_before_reading(tmp_path):
 
 
 def test_missing_file_is_explained(tmp_path):
-    with pytest.raises(InvalidImage, match=r"^Could not read the uploaded file \(No such file or directory\)"):
+    with pytest.raises(InvalidImage, match=r"^Could not read the file \(No such file or directory\)"):
         load_image(tmp_path / "gone.jpg")
 
 

@@ -8,7 +8,7 @@ from open_clip.transformer import QuickGELU
 
 import weights
 from estimator import AgeEstimator
-from tests.tiny_clip import TINY_CONFIG
+from tiny_clip import TINY_CONFIG
 
 SHA = "0" * 64
 

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+import pipeline
+from faces import DetectorUnavailable, Face, FaceDetector, crop_box
+from preprocess import InputSpec
+from tests.conftest import EXAMPLES
+from tests.image_corpus import save
+
+NOSE = (222, 130)  # a point on the astronaut's face in the 512 x 512 photo
+
+
+@pytest.fixture(scope="module")
+def detector(yunet_model):
+    return FaceDetector(yunet_model)
+
+
+def contains(box, point):
+    x, y, width, height = box
+    return x <= point[0] <= x + width and y <= point[1] <= y + height
+
+
+def test_the_astronaut_has_exactly_one_face_around_her_face(detector, astronaut):
+    [face] = detector.detect(astronaut, min_face_size=32, max_faces=10)
+    assert contains(face.box, NOSE)
+    x, y, width, height = face.box
+    assert 150 <= x and x + width <= 300 and 30 <= y and y + height <= 220
+    assert 0.8 <= face.score <= 1.0
+
+
+def test_six_tiles_give_six_faces_each_in_its_own_tile(detector, astronaut):
+    canvas = Image.new("RGB", (3 * 512, 2 * 512), "white")
+    for column in range(3):
+        for row in range(2):
+            canvas.paste(astronaut, (column * 512, row * 512))
+    faces = detector.detect(canvas, min_face_size=32, max_faces=10)
+    assert len(faces) == 6
+    tiles = []
+    for face in faces:
+        x, y, width, height = face.box
+        column, row = x // 512, y // 512
+        assert (x + width - 1) // 512 == column and (y + height - 1) // 512 == row
+        assert contains(face.box, (column * 512 + NOSE[0], row * 512 + NOSE[1]))
+        tiles.append((column, row))
+    assert sorted(tiles) == [(c, r) for c in range(3) for r in range(2)]
+
+
+def test_a_photo_without_people_has_no_faces(detector):
+    assert detector.detect(Image.open(EXAMPLES / "coffee.png").convert("RGB"), 32, 10) == []
+
+
+def test_boxes_are_in_the_upright_photos_coordinates(detector, astronaut):
+    stored = Image.fromarray(np.rot90(np.asarray(astronaut), 1))  # what a camera stores for EXIF 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = save(stored, "JPEG", quality=95, exif=exif.tobytes())
+    prepared = pipeline.prepare(data, InputSpec(224), detector, 32, 10)
+    [face] = prepared.faces
+    [upright_face] = detector.detect(astronaut, 32, 10)
+    assert contains(face.box, NOSE)
+    assert np.allclose(face.box, upright_face.box, atol=8)
+
+
+def test_largest_first_and_capped(detector, astronaut):
+    canvas = Image.new("RGB", (1400, 600), "white")
+    for offset, side in [(0, 300), (350, 512), (900, 400)]:
+        canvas.paste(astronaut.resize((side, side)), (offset, 0))
+    faces = detector.detect(canvas, min_face_size=20, max_faces=10)
+    areas = [face.area for face in faces]
+    assert len(faces) == 3 and areas == sorted(areas, reverse=True)
+    assert 350 <= faces[0].box[0] < 862  # the 512 px astronaut
+    assert detector.detect(canvas, min_face_size=20, max_faces=2) == faces[:2]
+
+
+def test_min_face_size_drops_small_faces(detector, astronaut):
+    [face] = detector.detect(astronaut, min_face_size=32, max_faces=10)
+    assert detector.detect(astronaut, min_face_size=min(face.box[2:]) + 1, max_faces=10) == []
+
+
+def test_small_faces_in_a_large_photo_are_found_when_asked_for(detector, astronaut):
+    canvas = Image.new("RGB", (4000, 3000), "white")
+    canvas.paste(astronaut.resize((160, 160)), (3000, 2000))  # a face of about 30 px
+    assert detector.detect(canvas, min_face_size=200, max_faces=10) == []
+    [face] = detector.detect(canvas, min_face_size=16, max_faces=10)
+    assert contains(face.box, (3000 + NOSE[0] * 160 / 512, 2000 + NOSE[1] * 160 / 512))
+
+
+@pytest.mark.parametrize(
+    ("box", "size", "expected"),
+    [
+        ((100, 100, 50, 60), (1000, 1000), (71, 76, 179, 184)),  # 60 px + 40% a side = 108 px square
+        ((0, 0, 50, 50), (1000, 1000), (0, 0, 90, 90)),  # overhangs the top-left: moved inside
+        ((970, 10, 30, 30), (1000, 500), (946, 0, 1000, 54)),  # overhangs the right edge
+        ((10, 10, 300, 300), (400, 350), (0, 0, 350, 350)),  # larger than the photo: its shorter side
+    ],
+)
+def test_crop_is_a_square_with_a_40_percent_margin_kept_inside_the_photo(box, size, expected):
+    assert crop_box(Face(box=box, score=1.0), *size) == expected
+
+
+def test_a_missing_detector_model_is_explained(tmp_path):
+    with pytest.raises(DetectorUnavailable, match=f"no YuNet model at {tmp_path / 'x.onnx'}"):
+        FaceDetector(tmp_path / "x.onnx")

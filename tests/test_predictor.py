@@ -1,0 +1,67 @@
+"""predict.Predictor in process: what setup builds and how predict() batches face crops."""
+
+import asyncio
+
+import pytest
+from cog import Path
+from PIL import Image
+
+from predict import Predictor
+from tests.conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model_dir, yunet_model):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
+        patch.setenv("FACE_DETECTOR_MODEL", str(yunet_model))
+        instance = Predictor()
+        instance.setup()
+    yield instance
+    instance.batcher.close()
+
+
+def predict(predictor, path, **options):
+    inputs = {"return_probabilities": False, "detect_faces": False, "min_face_size": 32, "max_faces": 10}
+    return asyncio.run(predictor.predict(image=Path(path), **{**inputs, **options}))
+
+
+def test_all_faces_of_a_photo_go_through_the_encoder_in_one_call(predictor, astronaut, tmp_path):
+    canvas = Image.new("RGB", (3 * 512, 2 * 512), "white")
+    for column in range(3):
+        for row in range(2):
+            canvas.paste(astronaut, (column * 512, row * 512))
+    path = tmp_path / "six.jpg"
+    canvas.save(path, quality=92)
+    calls = []
+    hook = predictor.estimator.model.visual.register_forward_hook(
+        lambda module, inputs, output: calls.append(inputs[0].shape[0])
+    )
+    try:
+        output = predict(predictor, path, detect_faces=True)
+    finally:
+        hook.remove()
+    assert calls == [6]
+    assert len(output.faces) == 6
+
+
+def test_faces_off_is_the_whole_photo_as_the_card_does(predictor):
+    output = predict(predictor, EXAMPLES / "astronaut.png")
+    [direct] = predictor.estimator.predict([Image.open(EXAMPLES / "astronaut.png").convert("RGB")])
+    assert output.faces == [] and output.age == direct.age
+    assert output.expected_age == pytest.approx(direct.expected_age, abs=0.01)
+
+
+def test_top_level_fields_describe_the_largest_face(predictor, astronaut, tmp_path):
+    canvas = Image.new("RGB", (1100, 600), "white")
+    canvas.paste(astronaut.resize((300, 300)), (0, 0))
+    canvas.paste(astronaut.rotate(10), (500, 40))
+    path = tmp_path / "two.png"
+    canvas.save(path)
+    output = predict(predictor, path, detect_faces=True, return_probabilities=True)
+    largest = output.faces[0]
+    assert largest["box"][0] >= 500
+    assert (output.age, output.expected_age, output.age_low, output.age_high) == (
+        largest["age"], largest["expected_age"], largest["age_low"], largest["age_high"]
+    )
+    assert len(output.probabilities) == 99

@@ -1,0 +1,46 @@
+"""Write open_clip models as local-dir: folders; build a tiny random-init one for tests and demos."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+# ViT-B/32's input geometry and OpenAI's QuickGELU, with towers a few MB in size.
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 224, "layers": 1, "width": 64, "head_width": 32, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def save_model_dir(model: torch.nn.Module, config: dict[str, Any], folder: Path) -> Path:
+    """open_clip_config.json and open_clip_model.safetensors, loadable as local-dir:folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": config, "preprocess_cfg": {}}, indent=2)
+    )
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    return save_model_dir(open_clip.model.CLIP(**TINY_CONFIG), TINY_CONFIG, folder)
+
+
+def build_random_model(model_name: str, folder: Path, seed: int = 0) -> Path:
+    """A built-in architecture (ViT-B-32, ViT-L-14, ...) with random weights, OpenAI-style."""
+    config = {**open_clip.get_model_config(model_name), "quick_gelu": True}
+    torch.manual_seed(seed)
+    return save_model_dir(open_clip.model.CLIP(**config), config, folder)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(build_tiny_model(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-clip")))
