@@ -91,6 +91,11 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def rate(value: float) -> str:
+    """Three significant figures at least, so a slow CPU's rates do not round to 0 or 1."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.workdir = args, workdir
@@ -146,9 +151,9 @@ class Bench:
             f"Batch throughput, preprocessed images: {name}, batch {size}",
             ["approach", "ms per batch", "images/s", "ratio"],
             [
-                ["original (fp32)", f"{before:.1f}", f"{size / before * 1000:,.0f}", "1.0x"],
+                ["original (fp32)", f"{before:.1f}", rate(size / before * 1000), "1.0x"],
                 [f"ours ({str(ours.dtype).removeprefix('torch.')})", f"{after:.1f}",
-                 f"{size / after * 1000:,.0f}", f"{before / after:.1f}x"],
+                 rate(size / after * 1000), f"{before / after:.1f}x"],
             ],
         )
 
@@ -180,7 +185,7 @@ class Bench:
         seconds = time.perf_counter() - started
         self.sections.append(
             f"Bulk `cli.py predict` over {self.args.bulk} 256 px face JPEGs, {name}: "
-            f"{self.args.bulk / seconds:,.0f} images/s ({self.args.workers} decode workers, batch 256)"
+            f"{rate(self.args.bulk / seconds)} images/s ({self.args.workers} decode workers, batch 256)"
         )
 
     def setup_time(self, name: str, spec: str) -> None:
@@ -207,7 +212,7 @@ class Bench:
                 rows.append([
                     str(clients), str(count), f"{percentile(latencies, 50):.1f}",
                     f"{percentile(latencies, 90):.1f}", f"{percentile(latencies, 99):.1f}",
-                    f"{rates[clients]:,.0f}", f"{rates[clients] / rates[self.args.clients[0]]:.1f}x",
+                    rate(rates[clients]), f"{rates[clients] / rates[self.args.clients[0]]:.1f}x",
                 ])
                 if clients == 1:
                     one_client_p50 = percentile(latencies, 50)

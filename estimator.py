@@ -55,9 +55,7 @@ class AgeEstimator:
         # fp16 halves the GPU's work; the CPU has no fast fp16 path and keeps fp32.
         self.dtype = torch.float16 if on_cuda else torch.float32
         spec = weights.locate(model_name, pretrained, weights_dir)
-        model, self.reference_transform = weights.create(
-            spec, str(self.device), "fp16" if on_cuda else "fp32"
-        )
+        model = weights.create(spec, str(self.device), "fp16" if on_cuda else "fp32")
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(model_name)
 

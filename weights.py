@@ -11,6 +11,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import open_clip  # noqa: E402
+import torch  # noqa: E402
 from huggingface_hub import try_to_load_from_cache  # noqa: E402
 from open_clip.pretrained import get_pretrained_cfg  # noqa: E402
 
@@ -85,10 +86,11 @@ def locate(model_name: str, pretrained: str | None, weights_dir: Path) -> ModelS
     raise WeightsError(_missing_message(model_name, pretrained, weights_dir, tag))
 
 
-def create(spec: ModelSpec, device: str, precision: str):
-    """open_clip.create_model_and_transforms for the spec; returns (model, reference transform)."""
+def create(spec: ModelSpec, device: str, precision: str) -> torch.nn.Module:
+    """open_clip.create_model_and_transforms for the spec (its transform is not needed: the
+    model records its preprocessing configuration, which preprocess.py follows)."""
     try:
-        model, _, reference = open_clip.create_model_and_transforms(
+        model, _, _ = open_clip.create_model_and_transforms(
             spec.model_name,
             pretrained=spec.pretrained,
             device=device,
@@ -102,7 +104,7 @@ def create(spec: ModelSpec, device: str, precision: str):
             f"Could not load CLIP weights {spec.pretrained or ''} for CLIP_MODEL={spec.model_name}: "
             f"{error}. Check that the file matches the model (see the README's Weights section)."
         ) from error
-    return model, reference
+    return model
 
 
 def _tag_config(model_name: str, pretrained: str) -> dict[str, Any]:

@@ -95,3 +95,15 @@ def test_setup_failure_names_the_missing_weights(tmp_path):
         health = server.wait_until_ready()
     assert health["status"] == "SETUP_FAILED"
     assert f"no open_clip_config.json in {tmp_path}" in health["setup"]["logs"]
+
+
+def test_the_example_request_body_is_the_example_face(cog_server):
+    import base64
+    import json
+
+    body = json.loads((EXAMPLES / "request.json").read_text())
+    header, encoded = body["input"]["image"].split(",", 1)
+    assert header == "data:image/jpeg;base64"
+    assert base64.b64decode(encoded) == (EXAMPLES / "astronaut_face.jpg").read_bytes()
+    prediction, _ = cog_server.predict(body["input"])
+    assert prediction["status"] == "succeeded"

@@ -1,0 +1,26 @@
+"""bench.py's quick mode runs on the CPU (as CI does) and prints every section."""
+
+import re
+
+import bench
+
+
+def test_quick_benchmark_prints_every_table(tmp_path, capsys):
+    out = tmp_path / "report.md"
+    assert bench.main(["--quick", "--http", "--out", str(out)]) == 0
+    report = out.read_text()
+    assert report in capsys.readouterr().out
+    assert report.startswith("# bench.py on ")
+    for title in [
+        "### Per request, in process: tiny",
+        "### Batch throughput, preprocessed images: tiny, batch 16",
+        "fp16 vs fp32 argmax agreement, tiny",
+        "Bulk `cli.py predict` over 32 256 px face JPEGs, tiny",
+        "Setup, process start to READY (Cog server, weights on local disk), tiny",
+        "### HTTP through the Cog server, 256 px face JPEG: tiny",
+        "HTTP overhead, tiny: one-client p50",
+    ]:
+        assert title in report
+    for photo in ("256 px face JPEG", "1920x1440 JPEG", "4032x3024 JPEG"):
+        assert re.search(rf"\| {photo} \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", report)
+    assert re.search(r"\| 4 \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d.]+x \|", report)
