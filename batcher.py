@@ -14,10 +14,18 @@ Result = TypeVar("Result")
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class Batched(Generic[Result]):
+    """One request's results, and how many rows the forward pass that computed them held."""
+
+    results: list[Result]
+    batch_rows: int
+
+
 @dataclass
 class _Request(Generic[Result]):
     rows: np.ndarray
-    future: "Future[list[Result]]"
+    future: "Future[Batched[Result]]"
 
 
 class MicroBatcher(Generic[Result]):
@@ -45,10 +53,10 @@ class MicroBatcher(Generic[Result]):
         self._thread = threading.Thread(target=self._work, name="micro-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, rows: np.ndarray) -> "Future[list[Result]]":
-        future: Future[list[Result]] = Future()
+    def submit(self, rows: np.ndarray) -> "Future[Batched[Result]]":
+        future: Future[Batched[Result]] = Future()
         if len(rows) == 0:
-            future.set_result([])
+            future.set_result(Batched([], 0))
         else:
             self._queue.put(_Request(rows, future))
         return future
@@ -100,5 +108,5 @@ class MicroBatcher(Generic[Result]):
         start = 0
         for request in batch:
             end = start + len(request.rows)
-            request.future.set_result(list(results[start:end]))
+            request.future.set_result(Batched(list(results[start:end]), len(results)))
             start = end

@@ -30,8 +30,10 @@ from PIL import Image
 import cli
 import pipeline
 from estimator import AgeEstimator
+from faces import FaceDetector
 from local_server import LocalCogServer
 from prompts import AGES, PROMPTS
+from settings import Settings
 from tiny_clip import build_random_model, build_tiny_model
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -112,6 +114,7 @@ class Bench:
             in_process = self.per_request(name, ours, original)
             self.batch_throughput(name, ours, original)
             self.precision_agreement(name, ours, original)
+            self.faces(name, ours)
             self.bulk(name, ours)
             del ours, original
             if self.device == "cuda":
@@ -169,6 +172,35 @@ class Bench:
         self.sections.append(
             f"fp16 vs fp32 argmax agreement, {name}: {same:.1%} of {len(images)} images "
             "(same random-init weights)"
+        )
+
+    def faces(self, name: str, ours: AgeEstimator) -> None:
+        if not self.args.detector.is_file():
+            self.sections.append(f"Faces, {name}: skipped, no YuNet model at {self.args.detector}")
+            return
+        detector = FaceDetector(self.args.detector)
+        canvas = Image.new("RGB", (1920, 1080), (120, 120, 120))
+        canvas.paste(Image.open(EXAMPLES / "astronaut.png").convert("RGB"), (700, 280))
+        path = self.workdir / "group.jpg"
+        canvas.save(path, quality=90)
+        photo = Image.open(path).convert("RGB")
+
+        def request(with_faces: bool) -> object:
+            prepared = pipeline.prepare(path, ours.input_spec, detector if with_faces else None)
+            return ours.predict_pixels(prepared.pixels)
+
+        detect = median_ms(lambda: detector.detect(photo, pipeline.DEFAULT_MIN_FACE_SIZE, 10), self.args.repeats)
+        whole = median_ms(lambda: request(False), self.args.repeats)
+        with_faces = median_ms(lambda: request(True), self.args.repeats)
+        self._table(
+            f"Faces, 1920x1080 JPEG with one face: {name}",
+            ["step", "median ms"],
+            [
+                ["YuNet detection alone (CPU)", f"{detect:.1f}"],
+                ["request, whole photo", f"{whole:.1f}"],
+                ["request, detect_faces", f"{with_faces:.1f}"],
+                ["added by detect_faces", f"{with_faces - whole:.1f}"],
+            ],
         )
 
     def bulk(self, name: str, ours: AgeEstimator) -> None:
@@ -288,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", help="HTTP client counts (default 1 32)")
     parser.add_argument("--http-requests", type=int, help="HTTP requests per 4 clients (default 200)")
     parser.add_argument("--agreement-images", type=int, default=1000)
+    parser.add_argument("--detector", type=Path, default=Settings.from_env().face_detector_model,
+                        help="YuNet model for the faces rows (default: FACE_DETECTOR_MODEL)")
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     quick = args.quick

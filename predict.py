@@ -96,8 +96,10 @@ class Predictor(BasePredictor):
             min_face_size,
             max_faces,
         )
-        distributions = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
-        return Output(**pipeline.summarize(prepared.faces, distributions, return_probabilities))
+        batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
+        # Shows in the response's metrics: how many images shared this request's forward pass.
+        self.record_metric("batch_size", batched.batch_rows)
+        return Output(**pipeline.summarize(prepared.faces, batched.results, return_probabilities))
 
     def _detector(self) -> FaceDetector:
         if self.detector is None:

@@ -30,7 +30,7 @@ def test_each_request_gets_its_own_rows_back():
     recorder = Recorder(delay_s=0.02)
     batcher = MicroBatcher(recorder, max_rows=64, window_s=0.005)
     futures = [batcher.submit(rows(i, i + 100)) for i in range(10)]
-    assert [f.result(5) for f in futures] == [[i, i + 100] for i in range(10)]
+    assert [f.result(5).results for f in futures] == [[i, i + 100] for i in range(10)]
     batcher.close()
 
 
@@ -40,16 +40,18 @@ def test_requests_that_arrive_together_share_a_batch():
     first = batcher.submit(rows(0))  # starts at once, alone
     time.sleep(0.01)
     others = [batcher.submit(rows(i)) for i in range(1, 9)]  # arrive while the first runs
-    assert first.result(5) == [0]
-    assert [f.result(5) for f in others] == [[i] for i in range(1, 9)]
+    assert first.result(5).results == [0]
+    assert [f.result(5).results for f in others] == [[i] for i in range(1, 9)]
     assert recorder.batches == [1, 8]
+    assert first.result().batch_rows == 1
+    assert {f.result().batch_rows for f in others} == {8}
     batcher.close()
 
 
 def test_a_lone_request_does_not_wait_for_the_window():
     batcher = MicroBatcher(Recorder(), max_rows=64, window_s=1.0)
     started = time.perf_counter()
-    assert batcher.submit(rows(7)).result(5) == [7]
+    assert batcher.submit(rows(7)).result(5).results == [7]
     assert time.perf_counter() - started < 0.5
     batcher.close()
 
@@ -61,7 +63,7 @@ def test_batches_never_exceed_max_rows_and_keep_requests_whole():
     time.sleep(0.005)
     futures = [batcher.submit(rows(*range(10 * i, 10 * i + 3))) for i in range(1, 5)]  # 3 rows each
     blocker.result(5)
-    assert [f.result(5) for f in futures] == [list(range(10 * i, 10 * i + 3)) for i in range(1, 5)]
+    assert [f.result(5).results for f in futures] == [list(range(10 * i, 10 * i + 3)) for i in range(1, 5)]
     assert recorder.batches == [1, 3, 3, 3, 3]
     batcher.close()
 
@@ -69,7 +71,7 @@ def test_batches_never_exceed_max_rows_and_keep_requests_whole():
 def test_a_request_larger_than_max_rows_runs_alone():
     recorder = Recorder()
     batcher = MicroBatcher(recorder, max_rows=2, window_s=0.0)
-    assert batcher.submit(rows(1, 2, 3)).result(5) == [1, 2, 3]
+    assert batcher.submit(rows(1, 2, 3)).result(5).results == [1, 2, 3]
     batcher.close()
 
 
@@ -77,16 +79,16 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
     recorder = Recorder(fail=True)
     batcher = MicroBatcher(recorder, max_rows=8, window_s=0.0)
     with pytest.raises(RuntimeError, match="GPU fell over"):
-        batcher.submit(rows(1)).result(5)
+        batcher.submit(rows(1)).result(5).results
     recorder.fail = False
-    assert batcher.submit(rows(2)).result(5) == [2]
+    assert batcher.submit(rows(2)).result(5).results == [2]
     batcher.close()
 
 
 def test_no_rows_no_work():
     recorder = Recorder()
     batcher = MicroBatcher(recorder)
-    assert batcher.submit(rows()[:0]).result(1) == []
+    assert batcher.submit(rows()[:0]).result(1).results == []
     assert recorder.batches == []
     batcher.close()
 
@@ -96,7 +98,7 @@ def test_many_threads_at_once_all_answered_correctly():
     answers = {}
 
     def client(i: int) -> None:
-        answers[i] = batcher.submit(rows(i)).result(10)
+        answers[i] = batcher.submit(rows(i)).result(10).results
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
     for thread in threads:

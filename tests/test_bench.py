@@ -3,11 +3,12 @@
 import re
 
 import bench
+from tests.conftest import YUNET
 
 
 def test_quick_benchmark_prints_every_table(tmp_path, capsys):
     out = tmp_path / "report.md"
-    assert bench.main(["--quick", "--http", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--http", "--out", str(out), "--detector", str(YUNET)]) == 0
     report = out.read_text()
     assert report in capsys.readouterr().out
     assert report.startswith("# bench.py on ")
@@ -21,6 +22,10 @@ def test_quick_benchmark_prints_every_table(tmp_path, capsys):
         "HTTP overhead, tiny: one-client p50",
     ]:
         assert title in report
+    if YUNET.is_file():
+        assert re.search(r"\| added by detect_faces \| -?[\d.]+ \|", report)
+    else:
+        assert f"Faces, tiny: skipped, no YuNet model at {YUNET}" in report
     for photo in ("256 px face JPEG", "1920x1440 JPEG", "4032x3024 JPEG"):
         assert re.search(rf"\| {photo} \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", report)
     assert re.search(r"\| 4 \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d.]+x \|", report)

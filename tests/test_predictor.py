@@ -6,15 +6,16 @@ import pytest
 from cog import Path
 from PIL import Image
 
+from faces import DetectorUnavailable
 from predict import Predictor
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, YUNET
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_model_dir, yunet_model):
+def predictor(tiny_model_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-        patch.setenv("FACE_DETECTOR_MODEL", str(yunet_model))
+        patch.setenv("FACE_DETECTOR_MODEL", str(YUNET))  # setup copes if it is missing
         instance = Predictor()
         instance.setup()
     yield instance
@@ -26,7 +27,7 @@ def predict(predictor, path, **options):
     return asyncio.run(predictor.predict(image=Path(path), **{**inputs, **options}))
 
 
-def test_all_faces_of_a_photo_go_through_the_encoder_in_one_call(predictor, astronaut, tmp_path):
+def test_all_faces_of_a_photo_go_through_the_encoder_in_one_call(predictor, yunet_model, astronaut, tmp_path):
     canvas = Image.new("RGB", (3 * 512, 2 * 512), "white")
     for column in range(3):
         for row in range(2):
@@ -52,7 +53,7 @@ def test_faces_off_is_the_whole_photo_as_the_card_does(predictor):
     assert output.expected_age == pytest.approx(direct.expected_age, abs=0.01)
 
 
-def test_top_level_fields_describe_the_largest_face(predictor, astronaut, tmp_path):
+def test_top_level_fields_describe_the_largest_face(predictor, yunet_model, astronaut, tmp_path):
     canvas = Image.new("RGB", (1100, 600), "white")
     canvas.paste(astronaut.resize((300, 300)), (0, 0))
     canvas.paste(astronaut.rotate(10), (500, 40))
@@ -65,3 +66,16 @@ def test_top_level_fields_describe_the_largest_face(predictor, astronaut, tmp_pa
         largest["age"], largest["expected_age"], largest["age_low"], largest["age_high"]
     )
     assert len(output.probabilities) == 99
+
+
+def test_without_the_detector_model_face_requests_fail_clearly(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
+    monkeypatch.setenv("FACE_DETECTOR_MODEL", str(tmp_path / "missing.onnx"))
+    instance = Predictor()
+    instance.setup()
+    try:
+        assert predict(instance, EXAMPLES / "astronaut.png").faces == []
+        with pytest.raises(DetectorUnavailable, match=f"no YuNet model at {tmp_path / 'missing.onnx'}"):
+            predict(instance, EXAMPLES / "astronaut.png", detect_faces=True)
+    finally:
+        instance.batcher.close()

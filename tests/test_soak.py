@@ -95,13 +95,15 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
             assert prediction["status"] == "failed", (index, prediction)
             assert message in prediction["error"], (index, prediction["error"])
             assert "Traceback" not in prediction["error"]
+    batch_sizes = [p["metrics"]["batch_size"] for _, m, p, _ in answers if m is None]
+    assert min(batch_sizes) >= 1 and max(batch_sizes) > 1  # concurrent requests shared batches
     assert health_seen and set(health_seen) == {"READY"}
     assert final_health == "READY"
     growth = rss_after_soak / rss_after_warm_up - 1
     print(
         f"\nsoak: {REQUESTS} requests, {CLIENTS} clients, {elapsed:.1f} s, "
         f"{sum(1 for *_, p, _ in answers if p['status'] == 'failed')} refused as planned, "
-        f"409s {sum(c for *_, c in answers)}, RSS {rss_after_warm_up / 1e6:.0f} MB after warm-up, "
+        f"409s {sum(c for *_, c in answers)}, largest shared batch {max(batch_sizes)}, RSS {rss_after_warm_up / 1e6:.0f} MB after warm-up, "
         f"{rss_after_soak / 1e6:.0f} MB after ({growth:+.1%})"
     )
     assert abs(growth) <= 0.20
