@@ -49,15 +49,16 @@ class Predictor(BasePredictor):
             log.warning("%s Whole-photo predictions still work.", problem)
             self.detector, self.detector_problem = None, str(problem)
         print(
-            f"Ready: {settings.clip_model} ({settings.clip_pretrained}) on "
-            f"{self.estimator.device} in {time.perf_counter() - started:.1f} s"
+            f"Ready: CLIP_MODEL={settings.clip_model} CLIP_PRETRAINED={settings.clip_pretrained} "
+            f"on {self.estimator.device} in {time.perf_counter() - started:.1f} s"
         )
 
+    # Plain literals only in this signature: `cog build` reads it statically, without running it.
     @cog.concurrent(max=32)
     async def predict(
         self,
         image: Path = Input(
-            description=f"A photo of a person: {ACCEPTED_NAMES}; at most 64 MB and 120 megapixels."
+            description="A photo of a person: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF; at most 64 MB and 120 megapixels."
         ),
         return_probabilities: bool = Input(
             default=False,
@@ -65,8 +66,7 @@ class Predictor(BasePredictor):
         ),
         detect_faces: bool = Input(
             default=False,
-            description="Find faces and predict an age for each (largest first); "
-            "the top-level fields then describe the largest face.",
+            description="Find faces and predict an age for each (largest first); the top-level fields then describe the largest face.",
         ),
         min_face_size: int = Input(
             default=32,

@@ -5,6 +5,7 @@ import re
 import pytest
 import yaml
 
+import images
 import predict
 import weights
 from settings import DEFAULT_FACE_DETECTOR, Settings
@@ -72,3 +73,9 @@ def test_input_bounds_in_the_signature_match_the_checks_in_predict():
     assert (max_faces.ge, max_faces.le) == (1, predict.pipeline.MAX_FACES_LIMIT)
     assert min_face.default == predict.pipeline.DEFAULT_MIN_FACE_SIZE
     assert max_faces.default == predict.pipeline.DEFAULT_MAX_FACES
+
+
+def test_the_image_description_states_the_real_formats_and_limits():
+    description = inspect.signature(predict.Predictor.predict).parameters["image"].default.description
+    assert images.ACCEPTED_NAMES in description
+    assert f"at most {images.MAX_FILE_BYTES / 1e6:.0f} MB and {images.MAX_PIXELS / 1e6:.0f} megapixels" in description
