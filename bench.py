@@ -13,6 +13,7 @@ normalisation on the device, fp16 and CUDA graphs on a GPU, batched requests.
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -316,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed runs per median (default 20, quick 3)")
     parser.add_argument("--batch", type=int, help="batch size for throughput (default 256, quick 16)")
     parser.add_argument("--bulk", type=int, help="photos for the bulk CLI run (default 4096, quick 32)")
-    parser.add_argument("--workers", type=int, default=8, help="decode workers for the bulk run")
+    parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
+                        help="decode workers for the bulk run (default: one per core, up to 16)")
     parser.add_argument("--clients", type=int, nargs="+", help="HTTP client counts (default 1 32)")
     parser.add_argument("--http-requests", type=int, help="HTTP requests per 4 clients (default 200)")
     parser.add_argument("--agreement-images", type=int, default=1000)

@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--pretrained", help="weights tag or file (default: CLIP_PRETRAINED or openai)")
         command.add_argument("--device", help="cuda or cpu (default: cuda when available)")
         command.add_argument("--batch-size", type=int, default=64)
-        command.add_argument("--workers", type=int, help="decode processes (default: up to 8)")
+        command.add_argument("--workers", type=int, help="decode processes (default: one per core, up to 16)")
     return parser
 
 

@@ -97,7 +97,7 @@ def batches(
     """
     if faces is not None:
         FaceDetector(faces.detector_model)  # a missing model fails here, not once per file
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    workers = min(16, os.cpu_count() or 1) if workers is None else workers
     loader = DataLoader(
         _Photos(paths, spec, faces),
         batch_size=batch_size,
