@@ -49,7 +49,6 @@ class MicroBatcher(Generic[Result]):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._held: _Request | None = None
         self._last_batch_requests = 0
-        self.batches_run = 0
         self._thread = threading.Thread(target=self._work, name="micro-batcher", daemon=True)
         self._thread.start()
 
@@ -96,8 +95,12 @@ class MicroBatcher(Generic[Result]):
         return batch, False
 
     def _run(self, batch: list[_Request]) -> None:
+        # A request cancelled while it waited (its client went away) is dropped; the others can
+        # no longer be cancelled once this returns True, so setting their results is safe.
+        batch = [request for request in batch if request.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         self._last_batch_requests = len(batch)
-        self.batches_run += 1
         try:
             results = self._predict_rows(np.concatenate([request.rows for request in batch]))
         # Whatever broke the forward pass is each waiting request's answer; the worker lives on.

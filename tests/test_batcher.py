@@ -107,3 +107,16 @@ def test_many_threads_at_once_all_answered_correctly():
         thread.join()
     assert answers == {i: [i] for i in range(64)}
     batcher.close()
+
+
+def test_a_request_cancelled_while_waiting_is_dropped_and_the_worker_lives_on():
+    recorder = Recorder(delay_s=0.05)
+    batcher = MicroBatcher(recorder, max_rows=8, window_s=0.0)
+    busy = batcher.submit(rows(1))
+    time.sleep(0.01)
+    abandoned = batcher.submit(rows(2))
+    assert abandoned.cancel()
+    assert busy.result(5).results == [1]
+    assert batcher.submit(rows(3)).result(5).results == [3]
+    assert recorder.batches == [1, 1]  # the cancelled request never reached the model
+    batcher.close()
