@@ -2,7 +2,10 @@
 
 import asyncio
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import cog
 from cog import BaseModel, BasePredictor, Input, Path
@@ -37,6 +40,9 @@ class Predictor(BasePredictor):
         self.estimator = AgeEstimator(
             settings.clip_model, settings.clip_pretrained, weights_dir=settings.weights_dir
         )
+        # Decoding is CPU work: one thread per core is as fast as more, and it bounds how many
+        # full-size photos sit in memory at once when many large uploads arrive together.
+        self.decoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
         self.batcher = MicroBatcher(
             self.estimator.predict_pixels,
             max_rows=settings.max_batch_size,
@@ -88,14 +94,10 @@ class Predictor(BasePredictor):
         _check_range("max_faces", max_faces, 1, pipeline.MAX_FACES_LIMIT)
         detector = self._detector() if detect_faces else None
 
-        prepared = await asyncio.to_thread(
-            pipeline.prepare,
-            image,
-            self.estimator.input_spec,
-            detector,
-            min_face_size,
-            max_faces,
+        prepare = partial(
+            pipeline.prepare, image, self.estimator.input_spec, detector, min_face_size, max_faces
         )
+        prepared = await asyncio.get_running_loop().run_in_executor(self.decoders, prepare)
         batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
         # Shows in the response's metrics: how many images shared this request's forward pass.
         self.record_metric("batch_size", batched.batch_rows)
