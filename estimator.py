@@ -79,11 +79,7 @@ class AgeEstimator:
             self.logit_scale = float(self.model.logit_scale.exp())
         self.prompt_embeddings = self.embed_prompts(templates)
         self._lock = threading.Lock()
-        self._graphs = (
-            _CudaGraphs(self._forward, GRAPH_BATCH_SIZES, self.input_shape)
-            if on_cuda and cuda_graphs
-            else None
-        )
+        self._graphs = self._capture_graphs() if on_cuda and cuda_graphs else None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -138,6 +134,16 @@ class AgeEstimator:
         prompts = self.prompt_embeddings if prompt_embeddings is None else prompt_embeddings
         logits = self.logit_scale * embeddings.float().to(self.device) @ prompts.float().T
         return _unpack(summarize_logits(logits, self._ages, self._quantiles).cpu().numpy())
+
+    def _capture_graphs(self) -> "_CudaGraphs | None":
+        try:
+            return _CudaGraphs(self._forward, GRAPH_BATCH_SIZES, self.input_shape)
+        # Some open_clip towers hold operations a graph cannot capture (host syncs, dynamic
+        # shapes); such a model still serves, eagerly, rather than failing setup.
+        except RuntimeError as error:
+            log.warning("CUDA graph capture failed, running without graphs: %s", error)
+            torch.cuda.synchronize()
+            return None
 
     def _packed(self, pixels: torch.Tensor) -> torch.Tensor:
         with self._lock:
