@@ -18,6 +18,7 @@ MIN_SIDE = 16
 # Pillow's own bomb guard would raise before we can say the size in words; _check_dimensions
 # does the same job right after the header is read, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
+# Explicit, whatever another module sets: a truncated upload is refused, not half-decoded.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
@@ -49,7 +50,7 @@ def load_image(source: bytes | str | os.PathLike, draft_side: int | None = None)
     """Decode a photo into an upright RGB image.
 
     draft_side: the shorter side the caller needs. JPEGs are then decoded at the
-    smallest DCT scale (1/2, 1/4, 1/8) that still gives at least that many pixels,
+    coarsest DCT scale (1/2, 1/4, 1/8) that still gives at least that many pixels,
     which is most of the speed-up on phone photos. None decodes every pixel.
     """
     data = _read_limited(source)
