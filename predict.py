@@ -10,12 +10,12 @@ from functools import partial
 import cog
 from cog import BaseModel, BasePredictor, Input, Path
 
-import pipeline
-from batcher import MicroBatcher
-from estimator import AgeEstimator
-from faces import DetectorUnavailable, FaceDetector
-from images import ACCEPTED_NAMES, InvalidImage
-from settings import Settings
+import clip_age
+from clip_age import pipeline
+from clip_age.batcher import MicroBatcher
+from clip_age.faces import DetectorUnavailable, FaceDetector
+from clip_age.images import ACCEPTED_NAMES, InvalidImage
+from clip_age.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,7 @@ class Predictor(BasePredictor):
     def setup(self) -> None:
         started = time.perf_counter()
         settings = Settings.from_env()
-        self.estimator = AgeEstimator(
-            settings.clip_model, settings.clip_pretrained, weights_dir=settings.weights_dir
-        )
+        self.estimator = clip_age.load(settings.clip_model, settings.clip_pretrained)
         # Decoding is CPU work: one thread per core is as fast as more, and it bounds how many
         # full-size photos sit in memory at once when many large uploads arrive together.
         self.decoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
@@ -101,7 +99,8 @@ class Predictor(BasePredictor):
         batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
         # Shows in the response's metrics: how many images shared this request's forward pass.
         self.record_metric("batch_size", batched.batch_rows)
-        return Output(**pipeline.summarize(prepared.faces, batched.results, return_probabilities))
+        answer = pipeline.photo_age(prepared.faces, batched.results)
+        return Output(**pipeline.to_json(answer, return_probabilities))
 
     def _detector(self) -> FaceDetector:
         if self.detector is None:

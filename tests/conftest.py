@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tiny_clip import build_tiny_model
+from clip_age.dev.tiny_models import build_tiny_model
+from clip_age.settings import DEFAULT_FACE_DETECTOR
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 SHARED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
-YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+YUNET = DEFAULT_FACE_DETECTOR
 
 
 @pytest.fixture(scope="session")
@@ -21,15 +22,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def estimator(tiny_model_dir):
-    from estimator import AgeEstimator
+    from clip_age.estimator import AgeEstimator
 
     return AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu")
 
 
 @pytest.fixture(scope="session")
 def yunet_model() -> Path:
-    if not YUNET.is_file():
-        pytest.skip(f"the YuNet face detector model is not at {YUNET} (see ../shared/README.md)")
     return YUNET
 
 
@@ -51,12 +50,9 @@ def data_uri(data: bytes, mime: str = "application/octet-stream") -> str:
 @pytest.fixture(scope="session")
 def cog_server(tiny_model_dir):
     """The real Cog HTTP server running predict.py with the tiny model (and YuNet if present)."""
-    from local_server import LocalCogServer
+    from tests.cog_server import LocalCogServer
 
-    env = {
-        "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
-        "FACE_DETECTOR_MODEL": str(YUNET if YUNET.is_file() else SHARED / "no-such-detector.onnx"),
-    }
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}"}
     with LocalCogServer(env) as server:
         health = server.wait_until_ready()
         assert health["status"] == "READY", server.log()

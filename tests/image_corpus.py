@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-import images  # noqa: F401  (registers the HEIF plugin, for saving HEIC too)
+from clip_age import images  # noqa: F401  (registers the HEIF plugin, for saving HEIC too)
 
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30)
 WIDTH, HEIGHT = 96, 64  # not square, so a wrong rotation also shows in the size
@@ -27,8 +27,12 @@ def quadrant_colours(image: Image.Image) -> list[tuple[int, int, int]]:
     """Mean colour at the centre of each quadrant: top-left, top-right, bottom-left, bottom-right."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
     height, width = pixels.shape[:2]
-    centres = [(height // 4, width // 4), (height // 4, 3 * width // 4),
-               (3 * height // 4, width // 4), (3 * height // 4, 3 * width // 4)]
+    centres = [
+        (height // 4, width // 4),
+        (height // 4, 3 * width // 4),
+        (3 * height // 4, width // 4),
+        (3 * height // 4, 3 * width // 4),
+    ]
     return [tuple(int(v) for v in pixels[y - 3 : y + 4, x - 3 : x + 4].mean(axis=(0, 1))) for y, x in centres]
 
 
@@ -69,15 +73,23 @@ def png_rgb16(rgb8: np.ndarray) -> bytes:
     wide = (rgb8.astype(">u2") * 257).reshape(height, width * 3)
     rows = b"".join(b"\x00" + row.tobytes() for row in wide)
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_bomb(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels but carries almost no data."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def animated_gif(first: tuple[int, int, int], second: tuple[int, int, int]) -> bytes:

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from batcher import MicroBatcher
+from clip_age.batcher import MicroBatcher
 
 
 class Recorder:
@@ -79,7 +79,7 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_lives_on():
     recorder = Recorder(fail=True)
     batcher = MicroBatcher(recorder, max_rows=8, window_s=0.0)
     with pytest.raises(RuntimeError, match="GPU fell over"):
-        batcher.submit(rows(1)).result(5).results
+        batcher.submit(rows(1)).result(5)
     recorder.fail = False
     assert batcher.submit(rows(2)).result(5).results == [2]
     batcher.close()

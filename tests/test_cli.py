@@ -6,7 +6,7 @@ import shutil
 import pytest
 from PIL import Image
 
-import cli
+from clip_age import cli
 from tests.conftest import EXAMPLES
 
 
@@ -31,7 +31,9 @@ def test_predict_a_folder_prints_one_json_line_per_photo_in_order(tiny_model_dir
     status, output = run(tiny_model_dir, "--workers", "2", str(folder))
     records = [json.loads(line) for line in output.splitlines()]
     assert [r["path"] for r in records] == [
-        str(folder / "a_astronaut.png"), str(folder / "c_broken.jpg"), str(folder / "nested" / "b_face.jpg")
+        str(folder / "a_astronaut.png"),
+        str(folder / "c_broken.jpg"),
+        str(folder / "nested" / "b_face.jpg"),
     ]
     good = records[0]
     assert set(good) == {"path", "age", "expected_age", "age_low", "age_high", "faces"}
@@ -80,17 +82,33 @@ def test_faces_with_the_cli(tiny_model_dir, yunet_model, tmp_path):
 def test_a_missing_detector_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
     status, _ = run(tiny_model_dir, "--faces", "--detector", str(tmp_path / "none.onnx"), str(EXAMPLES))
     assert status == 2
-    assert capsys.readouterr().err.strip().endswith(
-        f"error: Face detection is unavailable: no YuNet model at {tmp_path / 'none.onnx'}. "
-        "Set FACE_DETECTOR_MODEL to the .onnx file (the image build downloads it)."
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"error: Face detection is unavailable: no YuNet model at {tmp_path / 'none.onnx'}. "
+            "Set FACE_DETECTOR_MODEL to a YuNet .onnx file, or leave it unset to use the one that ships with clip_age."
+        )
     )
 
 
 def test_evaluate_command_prints_a_table(tiny_model_dir, tmp_path, capsys):
     for age in (20, 30):
         shutil.copy(EXAMPLES / "astronaut_face.jpg", tmp_path / f"{age}_1_0_2017.jpg")
-    status = cli.main(["evaluate", str(tmp_path), "--model", f"local-dir:{tiny_model_dir}",
-                       "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "out")])
+    status = cli.main(
+        [
+            "evaluate",
+            str(tmp_path),
+            "--model",
+            f"local-dir:{tiny_model_dir}",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0
     assert printed.splitlines()[0] == "n=2  unreadable=0  labels=age"

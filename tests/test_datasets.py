@@ -1,6 +1,6 @@
 import pytest
 
-from datasets import DatasetError, load_dataset
+from clip_age.evaluation.datasets import DatasetError, load_dataset
 
 
 def write(path, text):
@@ -20,9 +20,11 @@ def test_csv_with_groups(tmp_path):
 
 
 def test_fairface_csv_has_bin_labels(tmp_path):
-    csv_file = write(tmp_path / "fairface_label_val.csv",
-                     "file,age,gender,race,service_test\nval/1.jpg,3-9,Male,East Asian,False\n"
-                     "val/2.jpg,more than 70,Female,White,True\n")
+    csv_file = write(
+        tmp_path / "fairface_label_val.csv",
+        "file,age,gender,race,service_test\nval/1.jpg,3-9,Male,East Asian,False\n"
+        "val/2.jpg,more than 70,Female,White,True\n",
+    )
     dataset = load_dataset(csv_file)
     assert dataset.kind == "bins"
     assert [s.age_bin for s in dataset.samples] == ["3-9", "more than 70"]
@@ -39,15 +41,21 @@ def test_lap_2016_style_csv_has_sigma(tmp_path):
 def test_unusable_labels_are_skipped_with_a_reason(tmp_path):
     dataset = load_dataset(write(tmp_path / "l.csv", "path,age\na.jpg,31\nb.jpg,unknown\n"))
     assert len(dataset.samples) == 1
-    assert dataset.skipped == {str(tmp_path / "b.jpg"): "age 'unknown' is neither a number nor a FairFace bin"}
+    assert dataset.skipped == {
+        str(tmp_path / "b.jpg"): "age 'unknown' is neither a number nor a FairFace bin"
+    }
 
 
 def test_appa_real_folder_uses_face_crops_and_categories(tmp_path):
-    write(tmp_path / "gt_avg_test.csv",
-          "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n"
-          "005613.jpg,38,20.1,4.5,24\n005614.jpg,40,61.0,6.0,58\n")
-    write(tmp_path / "allcategories_test.csv",
-          "file,gender,race,makeup,time,happiness\n005613.jpg,female,caucasian,makeup,modernphoto,happy\n")
+    write(
+        tmp_path / "gt_avg_test.csv",
+        "file_name,num_ratings,apparent_age_avg,apparent_age_std,real_age\n"
+        "005613.jpg,38,20.1,4.5,24\n005614.jpg,40,61.0,6.0,58\n",
+    )
+    write(
+        tmp_path / "allcategories_test.csv",
+        "file,gender,race,makeup,time,happiness\n005613.jpg,female,caucasian,makeup,modernphoto,happy\n",
+    )
     write(tmp_path / "test" / "005613.jpg_face.jpg", "")
     dataset = load_dataset(tmp_path)
     assert dataset.kind == "apparent"

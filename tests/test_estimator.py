@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from estimator import AgeEstimator, summarize_logits
+from clip_age.estimator import AgeEstimator, age_statistics
 from prompts import AGES, CARD_TEMPLATE
 
 
@@ -24,7 +24,7 @@ def test_summary_statistics_of_a_known_distribution():
     probabilities[[29, 39, 49]] = [0.5, 0.3, 0.2]  # ages 30, 40, 50
     logits = torch.tensor(np.log(np.where(probabilities > 0, probabilities, 1e-30)))[None].float()
     ages = torch.tensor(AGES, dtype=torch.float32)
-    row = summarize_logits(logits, ages, torch.tensor([[0.1, 0.9]])).numpy()[0]
+    row = age_statistics(logits, ages, torch.tensor([[0.1, 0.9]])).numpy()[0]
     assert row[:99] == pytest.approx(probabilities, abs=1e-6)
     age, expected, low, high = row[99:]
     assert age == 30
@@ -35,7 +35,7 @@ def test_summary_statistics_of_a_known_distribution():
 
 def test_quantiles_on_a_uniform_distribution():
     logits = torch.zeros(1, 99)
-    row = summarize_logits(logits, torch.tensor(AGES, dtype=torch.float32), torch.tensor([[0.1, 0.9]]))
+    row = age_statistics(logits, torch.tensor(AGES, dtype=torch.float32), torch.tensor([[0.1, 0.9]]))
     _, expected, low, high = row[0, 99:].tolist()
     assert expected == pytest.approx(50.0, abs=1e-3)
     # 10% of 99 is 9.9 ages: age 10 is the first whose cumulative share reaches it.
@@ -49,7 +49,12 @@ def test_the_same_image_twice_gives_the_same_answer(estimator, astronaut):
 
 
 def test_a_batch_gives_the_answers_of_one_by_one(estimator, astronaut):
-    photos = [astronaut, astronaut.rotate(90), astronaut.resize((300, 200)), astronaut.crop((100, 0, 400, 300))]
+    photos = [
+        astronaut,
+        astronaut.rotate(90),
+        astronaut.resize((300, 200)),
+        astronaut.crop((100, 0, 400, 300)),
+    ]
     batched = estimator.predict(photos)
     single = [estimator.predict([photo])[0] for photo in photos]
     for together, alone in zip(batched, single):

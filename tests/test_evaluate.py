@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-import evaluate
-import pipeline
-from datasets import load_dataset
+from clip_age import pipeline
+from clip_age.evaluation import evaluate
+from clip_age.evaluation.datasets import load_dataset
 from tests.conftest import EXAMPLES
 
 COUNT = 36
@@ -57,7 +57,9 @@ def test_oracle_labels_give_an_exactly_known_mae(estimator, photos, tmp_path):
     assert report["argmax"]["cs5"] == pytest.approx(np.mean(np.abs(offsets) <= 5))
     even = [abs(o) for i, o in enumerate(offsets) if i % 2 == 0]
     assert report["argmax"]["by_group"]["group"]["even"] == {
-        "n": len(even), "mae": pytest.approx(np.mean(even)), "bias": pytest.approx(np.mean(offsets[::2]))
+        "n": len(even),
+        "mae": pytest.approx(np.mean(even)),
+        "bias": pytest.approx(np.mean(offsets[::2])),
     }
     expected_error = [p.expected_age - (p.age - o) for p, o in zip(predicted, offsets)]
     assert report["expected"]["mae"] == pytest.approx(np.mean(np.abs(expected_error)), abs=1e-3)
@@ -65,24 +67,36 @@ def test_oracle_labels_give_an_exactly_known_mae(estimator, photos, tmp_path):
 
 def test_the_whole_command_writes_every_file(estimator, photos, tmp_path):
     folder, paths = photos
-    labels = [f"path,age,gender"] + [f"{p.name},{20 + i},{'f' if i % 3 else 'm'}" for i, p in enumerate(paths)]
+    labels = ["path,age,gender"] + [f"{p.name},{20 + i},{'f' if i % 3 else 'm'}" for i, p in enumerate(paths)]
     labels += ["broken.jpg,30,f", "notes.jpg,40,m"]
     (folder / "all.csv").write_text("\n".join(labels) + "\n")
     templates = tmp_path / "templates.txt"
-    templates.write_text("# two ways to ask\n[photo]\na photo of a {age} year old person\n[both]\n"
-                         "this person is {age} years old\na photo of a {age} year old person\n")
+    templates.write_text(
+        "# two ways to ask\n[photo]\na photo of a {age} year old person\n[both]\n"
+        "this person is {age} years old\na photo of a {age} year old person\n"
+    )
     out = tmp_path / "eval-out"
 
-    report = evaluate.run(estimator, load_dataset(folder / "all.csv"), out,
-                          evaluate.read_template_sets(templates), workers=2)
+    report = evaluate.run(
+        estimator, load_dataset(folder / "all.csv"), out, evaluate.read_template_sets(templates), workers=2
+    )
 
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["n"] == COUNT == report["n"]
     assert saved["unreadable"] == sorted([str(folder / "broken.jpg"), str(folder / "notes.jpg")])
     assert "it looks like a text file" in saved["unreadable_errors"][str(folder / "notes.jpg")]
     for estimate in ("argmax", "expected"):
-        assert set(saved[estimate]) >= {"mae", "rmse", "median_ae", "cs5", "cs10", "bias", "pearson_r",
-                                        "by_decade", "by_group"}
+        assert set(saved[estimate]) >= {
+            "mae",
+            "rmse",
+            "median_ae",
+            "cs5",
+            "cs10",
+            "bias",
+            "pearson_r",
+            "by_decade",
+            "by_group",
+        }
         assert sum(entry["n"] for entry in saved[estimate]["by_decade"].values()) == COUNT
         assert set(saved[estimate]["by_group"]["gender"]) == {"f", "m"}
     assert list(saved["templates"]) == ["default", "photo", "both"]
@@ -91,8 +105,11 @@ def test_the_whole_command_writes_every_file(estimator, photos, tmp_path):
     lines = (out / "predictions.csv").read_text().splitlines()
     assert lines[0] == "path,age,pred_age,pred_expected_age,gender"
     assert len(lines) == 1 + COUNT
-    for name, size in [("scatter.png", (600, 600)), ("mae_by_decade.png", (800, 500)),
-                       ("error_histogram.png", (800, 500))]:
+    for name, size in [
+        ("scatter.png", (600, 600)),
+        ("mae_by_decade.png", (800, 500)),
+        ("error_histogram.png", (800, 500)),
+    ]:
         with Image.open(out / name) as plot:
             assert plot.format == "PNG" and plot.size == size
     table = evaluate.table(report)

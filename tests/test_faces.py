@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pipeline
-from faces import DetectorUnavailable, Face, FaceDetector, crop_box
-from preprocess import InputSpec
+from clip_age import pipeline
+from clip_age.faces import DetectorUnavailable, Face, FaceDetector, crop_box
+from clip_age.preprocess import InputSpec
 from tests.conftest import EXAMPLES
 from tests.image_corpus import save
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from local_server import LocalCogServer
-from tests.conftest import EXAMPLES, YUNET, data_uri
+from tests.cog_server import LocalCogServer
+from tests.conftest import EXAMPLES, data_uri
 
 FIELDS = {"age", "expected_age", "age_low", "age_high", "probabilities", "faces"}
 
@@ -67,7 +67,6 @@ def test_same_photo_same_answer_over_http(cog_server):
     assert first["output"] == second["output"]
 
 
-@pytest.mark.skipif(not YUNET.is_file(), reason=f"the YuNet face detector model is not at {YUNET}")
 def test_detect_faces_returns_the_faces_list(cog_server):
     prediction, _ = cog_server.predict({"image": example("astronaut.png"), "detect_faces": True})
     assert prediction["status"] == "succeeded", prediction
@@ -81,7 +80,6 @@ def test_detect_faces_returns_the_faces_list(cog_server):
     }
 
 
-@pytest.mark.skipif(not YUNET.is_file(), reason=f"the YuNet face detector model is not at {YUNET}")
 def test_no_face_found_falls_back_to_the_whole_photo(cog_server):
     with_faces, _ = cog_server.predict({"image": example("coffee.png"), "detect_faces": True})
     without, _ = cog_server.predict({"image": example("coffee.png")})

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import images
-from images import MAX_FILE_BYTES, MAX_PIXELS, InvalidImage, load_image
+from clip_age import images
+from clip_age.images import MAX_FILE_BYTES, MAX_PIXELS, InvalidImage, load_image
 from tests.image_corpus import (
     BLUE,
     GREEN,
@@ -199,7 +199,9 @@ def test_corrupt_png_data():
     data = bytearray(save(Image.effect_noise((128, 128), 60).convert("RGB"), "PNG"))
     idat = data.index(b"IDAT")
     data[idat + 10 : idat + 200] = b"\xff" * 190
-    with pytest.raises(InvalidImage, match=r"^The PNG image is truncated or corrupt and could not be decoded \("):
+    with pytest.raises(
+        InvalidImage, match=r"^The PNG image is truncated or corrupt and could not be decoded \("
+    ):
         load_image(bytes(data))
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from metrics import age_bin, bin_metrics, decade, epsilon_error, error_metrics
+from clip_age.evaluation.metrics import age_bin, bin_metrics, decade, epsilon_error, error_metrics
 
 TRUE = [10, 20, 30, 40]
 PREDICTED = [12, 15, 30, 52]  # errors +2, -5, 0, +12
@@ -48,5 +48,11 @@ def test_fairface_bins():
 
 def test_decades():
     assert [decade(a) for a in (0, 9.9, 10, 29.5, 89, 90, 99)] == [
-        "0-9", "0-9", "10-19", "20-29", "80-89", "90+", "90+"
+        "0-9",
+        "0-9",
+        "10-19",
+        "20-29",
+        "80-89",
+        "90+",
+        "90+",
     ]

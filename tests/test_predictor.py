@@ -6,16 +6,15 @@ import pytest
 from cog import Path
 from PIL import Image
 
-from faces import DetectorUnavailable
+from clip_age.faces import DetectorUnavailable
 from predict import Predictor
-from tests.conftest import EXAMPLES, YUNET
+from tests.conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")
 def predictor(tiny_model_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-        patch.setenv("FACE_DETECTOR_MODEL", str(YUNET))  # setup copes if it is missing
         instance = Predictor()
         instance.setup()
     yield instance
@@ -63,7 +62,10 @@ def test_top_level_fields_describe_the_largest_face(predictor, yunet_model, astr
     largest = output.faces[0]
     assert largest["box"][0] >= 500
     assert (output.age, output.expected_age, output.age_low, output.age_high) == (
-        largest["age"], largest["expected_age"], largest["age_low"], largest["age_high"]
+        largest["age"],
+        largest["expected_age"],
+        largest["age_low"],
+        largest["age_high"],
     )
     assert len(output.probabilities) == 99
 

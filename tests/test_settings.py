@@ -2,22 +2,29 @@ from pathlib import Path
 
 import pytest
 
-from settings import Settings
+from clip_age.settings import Settings
+from tests.conftest import REPO
 
 
 def test_defaults_are_the_documented_ones():
     settings = Settings.from_env({})
     assert (settings.clip_model, settings.clip_pretrained) == ("ViT-L-14", "openai")
     assert settings.weights_dir == Path("/weights")
-    assert settings.face_detector_model == Path("/weights/face_detection_yunet_2026may.onnx")
+    assert settings.face_detector_model == REPO / "clip_age" / "models" / "face_detection_yunet_2026may.onnx"
     assert (settings.max_batch_size, settings.batch_window_ms) == (64, 1.0)
 
 
 def test_every_variable_is_read():
-    settings = Settings.from_env({
-        "CLIP_MODEL": "local-dir:/m", "CLIP_PRETRAINED": "", "CLIP_WEIGHTS_DIR": "/w",
-        "FACE_DETECTOR_MODEL": "/d.onnx", "MAX_BATCH_SIZE": "8", "BATCH_WINDOW_MS": "0",
-    })
+    settings = Settings.from_env(
+        {
+            "CLIP_MODEL": "local-dir:/m",
+            "CLIP_PRETRAINED": "",
+            "CLIP_WEIGHTS_DIR": "/w",
+            "FACE_DETECTOR_MODEL": "/d.onnx",
+            "MAX_BATCH_SIZE": "8",
+            "BATCH_WINDOW_MS": "0",
+        }
+    )
     assert settings == Settings("local-dir:/m", "", Path("/w"), Path("/d.onnx"), 8, 0.0)
 
 

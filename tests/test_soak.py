@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
-from local_server import LocalCogServer
-from tests.conftest import EXAMPLES, YUNET, data_uri
+from tests.cog_server import LocalCogServer
+from tests.conftest import EXAMPLES, data_uri
 from tests.image_corpus import png_bomb, save
+
+pytestmark = pytest.mark.slow
 
 REQUESTS = 300
 CLIENTS = 8
@@ -28,16 +30,21 @@ def good_inputs() -> list[dict]:
     ]
     inputs = [{"image": data_uri(photo)} for photo in photos]
     inputs.append({"image": data_uri(photos[0]), "return_probabilities": True})
-    if YUNET.is_file():
-        inputs.append({"image": data_uri(photos[2]), "detect_faces": True})
+    inputs.append({"image": data_uri(photos[2]), "detect_faces": True})
     return inputs
 
 
 BAD_INPUTS = [
     ({"image": data_uri(b"")}, "The file is empty (0 bytes)."),
     ({"image": data_uri(b"%PDF-1.7 nope")}, "it looks like a PDF document"),
-    ({"image": data_uri((EXAMPLES / "astronaut_face.jpg").read_bytes()[:600])}, "The JPEG image is truncated or corrupt"),
-    ({"image": data_uri(save(Image.new("RGB", (8, 8)), "PNG"))}, "it must be at least 16 pixels on each side"),
+    (
+        {"image": data_uri((EXAMPLES / "astronaut_face.jpg").read_bytes()[:600])},
+        "The JPEG image is truncated or corrupt",
+    ),
+    (
+        {"image": data_uri(save(Image.new("RGB", (8, 8)), "PNG"))},
+        "it must be at least 16 pixels on each side",
+    ),
     ({"image": data_uri(png_bomb(50_000, 50_000))}, "the limit is 120 megapixels"),
     ({}, "No image was given."),
 ]
@@ -55,7 +62,7 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
         else:
             plan.append((index, next(good_cycle), None))
 
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "FACE_DETECTOR_MODEL": str(YUNET)}
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}"}
     with LocalCogServer(env, max_concurrency=32) as server:
         assert server.wait_until_ready()["status"] == "READY"
         health_seen: list[str] = []

@@ -6,9 +6,9 @@ import pytest
 import torch
 from open_clip.transformer import QuickGELU
 
-import weights
-from estimator import AgeEstimator
-from tiny_clip import TINY_CONFIG
+from clip_age import weights
+from clip_age.dev.tiny_models import TINY_CONFIG
+from clip_age.estimator import AgeEstimator
 
 SHA = "0" * 64
 
@@ -101,5 +101,7 @@ def test_a_tag_found_in_the_hugging_face_cache_is_loaded_as_a_file(tmp_path, mon
 def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, tiny_model_dir):
     wrong = tmp_path / "ViT-B-32.pt"
     wrong.write_bytes(b"not a checkpoint")
-    with pytest.raises(weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"):
+    with pytest.raises(
+        weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"
+    ):
         AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")

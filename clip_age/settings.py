@@ -7,7 +7,8 @@ from pathlib import Path
 
 # Where cog.yaml's build steps put the weights inside the image.
 DEFAULT_WEIGHTS_DIR = Path("/weights")
-DEFAULT_FACE_DETECTOR = DEFAULT_WEIGHTS_DIR / "face_detection_yunet_2026may.onnx"
+# OpenCV's YuNet (MIT, 230 KB) ships inside the package: face detection needs no download.
+DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,7 @@ class Settings:
             clip_model=env.get("CLIP_MODEL", defaults.clip_model),
             clip_pretrained=env.get("CLIP_PRETRAINED", defaults.clip_pretrained),
             weights_dir=Path(env.get("CLIP_WEIGHTS_DIR", str(defaults.weights_dir))),
-            face_detector_model=Path(
-                env.get("FACE_DETECTOR_MODEL", str(defaults.face_detector_model))
-            ),
+            face_detector_model=Path(env.get("FACE_DETECTOR_MODEL", str(defaults.face_detector_model))),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, defaults.max_batch_size, 1),
             batch_window_ms=_number(env, "BATCH_WINDOW_MS", float, defaults.batch_window_ms, 0),
         )
@@ -44,7 +43,6 @@ def _number(env: Mapping[str, str], name: str, kind: type, default, minimum):
         value = None
     if value is None or value < minimum:
         raise ValueError(
-            f"{name}={raw!r} is not valid: expected {kind.__name__} >= {minimum} "
-            f"(default {default})."
+            f"{name}={raw!r} is not valid: expected {kind.__name__} >= {minimum} (default {default})."
         )
     return value

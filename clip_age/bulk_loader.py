@@ -1,4 +1,4 @@
-"""Stream many photo files to the GPU: parallel decode workers, pinned batches of model inputs."""
+"""Load many photo files for the model: parallel decode workers, batches of model inputs in order."""
 
 import os
 from collections.abc import Iterator, Sequence
@@ -9,12 +9,25 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import pipeline
-from faces import Face, FaceDetector
-from images import InvalidImage
-from preprocess import InputSpec
+from clip_age import pipeline
+from clip_age.faces import Face, FaceDetector
+from clip_age.images import InvalidImage
+from clip_age.pipeline import FaceOptions
+from clip_age.preprocess import InputSpec
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+IMAGE_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+    ".avif",
+}
 
 
 @dataclass(frozen=True)
@@ -28,20 +41,14 @@ class Item:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class FaceOptions:
-    detector_model: Path
-    min_face_size: int = pipeline.DEFAULT_MIN_FACE_SIZE
-    max_faces: int = pipeline.DEFAULT_MAX_FACES
-
-
 def expand(paths: Sequence[str | os.PathLike]) -> list[str]:
     """Files as given, and the image files inside folders (recursively, sorted)."""
     found = []
     for path in map(Path, paths):
         if path.is_dir():
             found += sorted(
-                str(file) for file in path.rglob("*")
+                str(file)
+                for file in path.rglob("*")
                 if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
             )
         else:
@@ -50,8 +57,8 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 class _Photos(Dataset):
-    def __init__(self, paths: Sequence[str], spec: InputSpec, faces: FaceOptions | None) -> None:
-        self.paths, self.spec, self.faces = list(paths), spec, faces
+    def __init__(self, paths: Sequence[str], spec: InputSpec, face_options: FaceOptions | None) -> None:
+        self.paths, self.spec, self.face_options = list(paths), spec, face_options
         self._detector: FaceDetector | None = None
 
     def __len__(self) -> int:
@@ -60,11 +67,12 @@ class _Photos(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray | None, Item]:
         path = self.paths[index]
         try:
-            if self.faces is None:
+            options = self.face_options
+            if options is None:
                 prepared = pipeline.prepare(path, self.spec)
             else:
                 prepared = pipeline.prepare(
-                    path, self.spec, self._face_detector(), self.faces.min_face_size, self.faces.max_faces
+                    path, self.spec, self._face_detector(), options.min_face_size, options.max_faces
                 )
         except InvalidImage as error:
             return None, Item(index, path, error=str(error))
@@ -73,7 +81,7 @@ class _Photos(Dataset):
     def _face_detector(self) -> FaceDetector:
         # Made inside each worker process: OpenCV's network is not shared across a fork.
         if self._detector is None:
-            self._detector = FaceDetector(self.faces.detector_model)
+            self._detector = FaceDetector(self.face_options.detector_model)
         return self._detector
 
 
@@ -88,18 +96,18 @@ def batches(
     spec: InputSpec,
     batch_size: int = 64,
     workers: int | None = None,
-    faces: FaceOptions | None = None,
+    face_options: FaceOptions | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[Item]]]:
     """Batches of (uint8 pixels (rows, size, size, 3), the items those rows belong to, in order).
 
     Decoding runs in `workers` processes, ahead of the consumer, so the GPU does not wait for
     the CPU; on CUDA the batches arrive in pinned memory for a fast copy.
     """
-    if faces is not None:
-        FaceDetector(faces.detector_model)  # a missing model fails here, not once per file
+    if face_options is not None:
+        FaceDetector(face_options.detector_model)  # a missing model fails here, not once per file
     workers = min(16, os.cpu_count() or 1) if workers is None else workers
     loader = DataLoader(
-        _Photos(paths, spec, faces),
+        _Photos(paths, spec, face_options),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,

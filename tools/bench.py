@@ -1,9 +1,9 @@
 """Benchmark this model against the original clip-age-predictor approach, in one run.
 
-    python bench.py                  ViT-B-32 and ViT-L-14 (random init: speed does not depend
-                                     on weight values), on CUDA when present
-    python bench.py --http           also drive the real Cog server with 1 and 32 clients
-    python bench.py --quick --http   a tiny model and a few repeats: what CI runs
+    python -m tools.bench                  ViT-B-32 and ViT-L-14 (random init: speed does not
+                                           depend on weight values), on CUDA when present
+    python -m tools.bench --http           also drive the real Cog server with 1 and 32 clients
+    python -m tools.bench --quick --http   a tiny model and a few repeats: what CI runs
 
 The original approach, as the old Replicate model did it: PIL decodes the whole photo,
 open_clip's torchvision transform resizes it, CLIP runs in fp32 one image at a time and the
@@ -28,28 +28,17 @@ import open_clip
 import torch
 from PIL import Image
 
-import cli
-import pipeline
-from estimator import AgeEstimator
-from faces import FaceDetector
-from local_server import LocalCogServer
+from clip_age import cli, pipeline
+from clip_age.dev.photos import phone_photo
+from clip_age.dev.tiny_models import build_random_model, build_tiny_model
+from clip_age.estimator import AgeEstimator
+from clip_age.faces import FaceDetector
+from clip_age.settings import Settings
 from prompts import AGES, PROMPTS
-from settings import Settings
-from tiny_clip import build_random_model, build_tiny_model
+from tests.cog_server import LocalCogServer
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PHOTO_SIZES = {"256 px face JPEG": None, "1920x1440 JPEG": (1920, 1440), "4032x3024 JPEG": (4032, 3024)}
-
-
-def phone_photo(width: int, height: int, seed: int = 0) -> bytes:
-    """A phone-sized JPEG with fine detail everywhere (a smooth upscale would flatter decoders)."""
-    base = Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
-    noise = np.random.default_rng(seed).normal(0, 1, (height // 2, width // 2, 3))
-    texture = Image.fromarray(np.clip(128 + 60 * noise, 0, 255).astype(np.uint8))
-    photo = Image.blend(base, texture.resize((width, height), Image.Resampling.BILINEAR), 0.25)
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 class OriginalApproach:
@@ -129,11 +118,12 @@ class Bench:
         rows = []
         face_ms = 0.0
         for label, path in self.photos.items():
-            def ours_once() -> object:
+
+            def ours_once(path: str = path) -> object:
                 prepared = pipeline.prepare(path, ours.input_spec)
                 return ours.predict_pixels(prepared.pixels)[0].age
 
-            before = median_ms(lambda: original.predict(path), self.args.repeats)
+            before = median_ms(lambda path=path: original.predict(path), self.args.repeats)
             after = median_ms(ours_once, self.args.repeats)
             face_ms = after if label.startswith("256") else face_ms
             rows.append([label, f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}x"])
@@ -156,8 +146,12 @@ class Bench:
             ["approach", "ms per batch", "images/s", "ratio"],
             [
                 ["original (fp32)", f"{before:.1f}", rate(size / before * 1000), "1.0x"],
-                [f"ours ({str(ours.dtype).removeprefix('torch.')})", f"{after:.1f}",
-                 rate(size / after * 1000), f"{before / after:.1f}x"],
+                [
+                    f"ours ({str(ours.dtype).removeprefix('torch.')})",
+                    f"{after:.1f}",
+                    rate(size / after * 1000),
+                    f"{before / after:.1f}x",
+                ],
             ],
         )
 
@@ -190,7 +184,9 @@ class Bench:
             prepared = pipeline.prepare(path, ours.input_spec, detector if with_faces else None)
             return ours.predict_pixels(prepared.pixels)
 
-        detect = median_ms(lambda: detector.detect(photo, pipeline.DEFAULT_MIN_FACE_SIZE, 10), self.args.repeats)
+        detect = median_ms(
+            lambda: detector.detect(photo, pipeline.DEFAULT_MIN_FACE_SIZE, 10), self.args.repeats
+        )
         whole = median_ms(lambda: request(False), self.args.repeats)
         with_faces = median_ms(lambda: request(True), self.args.repeats)
         self._table(
@@ -217,7 +213,7 @@ class Bench:
         cli.predict(ours, [str(folder)], io.StringIO(), batch_size=256, workers=self.args.workers)
         seconds = time.perf_counter() - started
         self.sections.append(
-            f"Bulk `cli.py predict` over {self.args.bulk} 256 px face JPEGs, {name}: "
+            f"Bulk `clip-age predict` over {self.args.bulk} 256 px face JPEGs, {name}: "
             f"{rate(self.args.bulk / seconds)} images/s ({self.args.workers} decode workers, batch 256)"
         )
 
@@ -242,11 +238,17 @@ class Bench:
                 count = self.args.http_requests * max(1, clients // 4)
                 latencies, seconds = self._load(server, uri, clients, count)
                 rates[clients] = count / seconds
-                rows.append([
-                    str(clients), str(count), f"{percentile(latencies, 50):.1f}",
-                    f"{percentile(latencies, 90):.1f}", f"{percentile(latencies, 99):.1f}",
-                    rate(rates[clients]), f"{rates[clients] / rates[self.args.clients[0]]:.1f}x",
-                ])
+                rows.append(
+                    [
+                        str(clients),
+                        str(count),
+                        f"{percentile(latencies, 50):.1f}",
+                        f"{percentile(latencies, 90):.1f}",
+                        f"{percentile(latencies, 99):.1f}",
+                        rate(rates[clients]),
+                        f"{rates[clients] / rates[self.args.clients[0]]:.1f}x",
+                    ]
+                )
                 if clients == 1:
                     one_client_p50 = percentile(latencies, 50)
         self._table(
@@ -317,13 +319,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed runs per median (default 20, quick 3)")
     parser.add_argument("--batch", type=int, help="batch size for throughput (default 256, quick 16)")
     parser.add_argument("--bulk", type=int, help="photos for the bulk CLI run (default 4096, quick 32)")
-    parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1),
-                        help="decode workers for the bulk run (default: one per core, up to 16)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(16, os.cpu_count() or 1),
+        help="decode workers for the bulk run (default: one per core, up to 16)",
+    )
     parser.add_argument("--clients", type=int, nargs="+", help="HTTP client counts (default 1 32)")
     parser.add_argument("--http-requests", type=int, help="HTTP requests per 4 clients (default 200)")
     parser.add_argument("--agreement-images", type=int, default=1000)
-    parser.add_argument("--detector", type=Path, default=Settings.from_env().face_detector_model,
-                        help="YuNet model for the faces rows (default: FACE_DETECTOR_MODEL)")
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        default=Settings.from_env().face_detector_model,
+        help="YuNet model for the faces rows (default: FACE_DETECTOR_MODEL)",
+    )
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -338,10 +348,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         bench = Bench(args, Path(workdir))
-        device = torch.cuda.get_device_name() if bench.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        device = (
+            torch.cuda.get_device_name()
+            if bench.device == "cuda"
+            else f"CPU ({torch.get_num_threads()} threads)"
+        )
         header = (
             f"# bench.py on {device}, {date.today().isoformat()}\n\n"
-            f"`python bench.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+            f"`python -m tools.bench {' '.join(argv if argv is not None else sys.argv[1:])}` "
             f"(torch {torch.__version__}, open_clip {open_clip.__version__})"
         )
         report = header + "\n\n" + bench.run() + "\n"

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metrics import FAIRFACE_BINS
+from clip_age.evaluation.metrics import FAIRFACE_BINS
 
 PATH_COLUMNS = ("path", "file", "file_name", "image", "filename")
 AGE_COLUMNS = ("age", "apparent_age_avg", "mean")
@@ -103,9 +103,7 @@ def read_appa_real(folder: Path, split: str) -> Dataset:
                 name = row.pop("file", None) or row.pop("file_name", "")
                 extra[name] = {key: value for key, value in row.items() if value}
     dataset = read_csv(folder / f"gt_avg_{split}.csv", folder / split, extra)
-    samples = [
-        Sample(_face_crop(s.path), s.age, s.age_bin, s.sigma, s.groups) for s in dataset.samples
-    ]
+    samples = [Sample(_face_crop(s.path), s.age, s.age_bin, s.sigma, s.groups) for s in dataset.samples]
     return Dataset(samples, dataset.skipped)
 
 
@@ -131,7 +129,9 @@ def _pick(columns: list[str], names: tuple[str, ...], csv_path: Path, what: str)
     for column in columns:
         if column.lower() in names:
             return column
-    raise DatasetError(f"{csv_path} has no {what} column: expected one of {', '.join(names)}; found {columns}.")
+    raise DatasetError(
+        f"{csv_path} has no {what} column: expected one of {', '.join(names)}; found {columns}."
+    )
 
 
 def _face_crop(path: str) -> str:

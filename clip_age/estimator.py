@@ -3,18 +3,18 @@
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import open_clip  # noqa: E402, I001  (after weights, on purpose)
 import torch
 from PIL import Image
 
-import weights  # first: it keeps open_clip's Hugging Face client offline
-import open_clip  # noqa: E402  (after weights, on purpose)
-from preprocess import InputSpec, to_model_input
+from clip_age import weights  # first: it keeps open_clip's Hugging Face client offline
+from clip_age.preprocess import InputSpec, to_model_input
+from clip_age.results import AgeDistribution
+from clip_age.settings import DEFAULT_WEIGHTS_DIR
 from prompts import AGES, TEMPLATES, prompt_grid
-from settings import DEFAULT_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +24,6 @@ GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 # Bounds the activations of one forward pass; larger batches run in chunks.
 MAX_CHUNK = 256
 _STATS = 4  # age, expected age, low, high follow the probabilities in one packed row
-
-
-@dataclass(frozen=True)
-class AgeDistribution:
-    """The model's belief about one face: probabilities[i] is P(age == AGES[i])."""
-
-    probabilities: np.ndarray
-    age: int
-    expected_age: float
-    age_low: int
-    age_high: int
 
 
 class AgeEstimator:
@@ -103,7 +92,7 @@ class AgeEstimator:
                 f"Expected uint8 pixels of shape (batch, {', '.join(map(str, self.input_shape))}), "
                 f"got {batch.dtype} {tuple(batch.shape)}."
             )
-        rows = [self._packed(chunk) for chunk in batch.split(MAX_CHUNK)]
+        rows = [self._predict_chunk(chunk) for chunk in batch.split(MAX_CHUNK)]
         return _unpack(torch.cat(rows).numpy()) if rows else []
 
     @torch.inference_mode()
@@ -133,7 +122,7 @@ class AgeEstimator:
         """Distributions for unit-length image embeddings, against these prompts (default: ours)."""
         prompts = self.prompt_embeddings if prompt_embeddings is None else prompt_embeddings
         logits = self.logit_scale * embeddings.float().to(self.device) @ prompts.float().T
-        return _unpack(summarize_logits(logits, self._ages, self._quantiles).cpu().numpy())
+        return _unpack(age_statistics(logits, self._ages, self._quantiles).cpu().numpy())
 
     def _capture_graphs(self) -> "_CudaGraphs | None":
         try:
@@ -145,7 +134,7 @@ class AgeEstimator:
             torch.cuda.synchronize()
             return None
 
-    def _packed(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _predict_chunk(self, pixels: torch.Tensor) -> torch.Tensor:
         with self._lock:
             if self._graphs is not None and self._graphs.fits(len(pixels)):
                 return self._graphs.run(pixels)
@@ -158,11 +147,10 @@ class AgeEstimator:
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         logits = self.logit_scale * self._embed(pixels).float() @ self.prompt_embeddings.T
-        return summarize_logits(logits, self._ages, self._quantiles)
+        return age_statistics(logits, self._ages, self._quantiles)
 
-def summarize_logits(
-    logits: torch.Tensor, ages: torch.Tensor, quantiles: torch.Tensor
-) -> torch.Tensor:
+
+def age_statistics(logits: torch.Tensor, ages: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     """Rows of [probabilities..., argmax age, expected age, low age, high age].
 
     logits is (batch, len(ages)); quantiles is (1, 2), the low and high cumulative
@@ -182,7 +170,7 @@ def summarize_logits(
 def _unpack(rows: np.ndarray) -> list[AgeDistribution]:
     results = []
     for row in rows:
-        probabilities, (top, expected, low, high) = row[: -_STATS], row[-_STATS:]
+        probabilities, (top, expected, low, high) = row[:-_STATS], row[-_STATS:]
         results.append(
             AgeDistribution(
                 probabilities=probabilities.astype(np.float32),

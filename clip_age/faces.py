@@ -46,7 +46,7 @@ class FaceDetector:
         if not self.model_path.is_file():
             raise DetectorUnavailable(
                 f"Face detection is unavailable: no YuNet model at {self.model_path}. "
-                "Set FACE_DETECTOR_MODEL to the .onnx file (the image build downloads it)."
+                "Set FACE_DETECTOR_MODEL to a YuNet .onnx file, or leave it unset to use the one that ships with clip_age."
             )
         self._local = threading.local()
         self._create()  # fail at setup, not on the first request, if the file is not a model

@@ -34,9 +34,7 @@ class InputSpec:
                 f"Interpolation {self.interpolation!r} is not supported; use one of {sorted(_RESAMPLE)}."
             )
         if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(
-                f"Resize mode {self.resize_mode!r} is not supported; use one of {RESIZE_MODES}."
-            )
+            raise ValueError(f"Resize mode {self.resize_mode!r} is not supported; use one of {RESIZE_MODES}.")
 
     @property
     def draft_side(self) -> int:
@@ -64,7 +62,5 @@ def source_box(width: int, height: int, spec: InputSpec) -> tuple[float, float, 
 def to_model_input(image: Image.Image, spec: InputSpec) -> np.ndarray:
     """An RGB image as the model's uint8 input, shape (size, size, 3)."""
     box = source_box(image.width, image.height, spec)
-    resized = image.resize(
-        (spec.size, spec.size), _RESAMPLE[spec.interpolation], box=box, reducing_gap=None
-    )
+    resized = image.resize((spec.size, spec.size), _RESAMPLE[spec.interpolation], box=box, reducing_gap=None)
     return np.array(resized, dtype=np.uint8)  # owned and writable, so torch can share it

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-import metrics
-import streaming
-from datasets import Dataset, Sample
-from estimator import AgeEstimator
+from clip_age import bulk_loader
+from clip_age.estimator import AgeEstimator
+from clip_age.evaluation import metrics
+from clip_age.evaluation.datasets import Dataset, Sample
 from prompts import TEMPLATES, check_template
 
 ESTIMATES = ("argmax", "expected")
@@ -117,7 +117,7 @@ def _embed(estimator, dataset, batch_size, workers, progress):
     readable, parts = [], []
     unreadable = dict(dataset.skipped)
     done = 0
-    for pixels, items in streaming.batches(paths, estimator.input_spec, batch_size, workers):
+    for pixels, items in bulk_loader.batches(paths, estimator.input_spec, batch_size, workers):
         if len(pixels):
             parts.append(estimator.encode_pixels(pixels))
         for item in items:
@@ -204,8 +204,13 @@ def _plot(out_dir: Path, predictions: Predictions, kind: str) -> None:
     figure, axes = plt.subplots(figsize=(6, 6), dpi=100)
     axes.scatter(true, predicted, s=8, alpha=0.5)
     axes.plot([0, 100], [0, 100], color="black", linewidth=1, label="predicted = true")
-    axes.set(xlim=(0, 100), ylim=(0, 100), xlabel="true age" + (" (bin centre)" if kind == "bins" else ""),
-             ylabel="predicted age (argmax)", title="Predicted vs true age")
+    axes.set(
+        xlim=(0, 100),
+        ylim=(0, 100),
+        xlabel="true age" + (" (bin centre)" if kind == "bins" else ""),
+        ylabel="predicted age (argmax)",
+        title="Predicted vs true age",
+    )
     axes.legend(loc="upper left")
     figure.savefig(out_dir / "scatter.png")
     plt.close(figure)

@@ -43,4 +43,5 @@ def build_random_model(model_name: str, folder: Path, seed: int = 0) -> Path:
 if __name__ == "__main__":
     import sys
 
+    # python -m clip_age.dev.tiny_models [FOLDER]: a model to try the commands with, no weights needed.
     print(build_tiny_model(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-clip")))

@@ -46,13 +46,16 @@ class InvalidImage(ValueError):
     """The upload cannot be used as a photo; the message says why and what is accepted."""
 
 
-def load_image(source: bytes | str | os.PathLike, draft_side: int | None = None) -> Image.Image:
-    """Decode a photo into an upright RGB image.
+def load_image(source: bytes | str | os.PathLike | Image.Image, draft_side: int | None = None) -> Image.Image:
+    """Decode a photo into an upright RGB image (a PIL image is only turned upright and RGB).
 
     draft_side: the shorter side the caller needs. JPEGs are then decoded at the
     coarsest DCT scale (1/2, 1/4, 1/8) that still gives at least that many pixels,
     which is most of the speed-up on phone photos. None decodes every pixel.
     """
+    if isinstance(source, Image.Image):
+        _check_dimensions(source.size)
+        return _to_rgb(_upright(source))
     data = _read_limited(source)
     with _open(data) as image:
         _check_dimensions(image.size)
@@ -79,8 +82,7 @@ def _read_limited(source: bytes | str | os.PathLike) -> bytes:
             size = path.stat().st_size
         except OSError as error:
             raise InvalidImage(
-                f"Could not read the file ({error.strerror or error}). Upload a photo: "
-                f"{ACCEPTED_NAMES}."
+                f"Could not read the file ({error.strerror or error}). Upload a photo: {ACCEPTED_NAMES}."
             ) from None
         data = b""
     if size == 0:
@@ -194,9 +196,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image
     if mode.startswith("I") or mode == "F":
         return _high_depth_to_rgb(image)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    ):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")

@@ -1,0 +1,87 @@
+"""Zero-shot age estimation with CLIP: the ages 1..99 as prompts, the photo's cosine to each.
+
+    import clip_age
+
+    estimator = clip_age.load()           # CLIP_MODEL / CLIP_PRETRAINED, or load("ViT-B-32", "openai")
+    [answer] = clip_age.predict(estimator, ["photo.jpg"], faces=True)
+    print(answer.age, answer.age_low, answer.age_high, [face.box for face in answer.faces])
+
+Importing this package is cheap: torch and open_clip load with the first model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from clip_age.results import AgeDistribution, FaceAge, PhotoAge
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from clip_age.estimator import AgeEstimator
+
+__all__ = ["AgeDistribution", "FaceAge", "PhotoAge", "load", "predict"]
+
+
+def load(
+    model: str | None = None,
+    pretrained: str | None = None,
+    *,
+    device: str | None = None,
+    templates: Sequence[str] | None = None,
+) -> AgeEstimator:
+    """Load CLIP and embed the age prompts once.
+
+    model is an open_clip model name ("ViT-L-14", "ViT-B-32", ...), or "local-dir:/folder" with
+    open_clip_config.json and weights; pretrained is an open_clip weights tag or a checkpoint
+    file. Left out, they come from CLIP_MODEL and CLIP_PRETRAINED (default ViT-L-14, openai).
+    Weights are read from local disk only (see the README's Weights section).
+    """
+    from clip_age.estimator import AgeEstimator
+    from clip_age.settings import Settings
+    from prompts import TEMPLATES
+
+    settings = Settings.from_env()
+    return AgeEstimator(
+        settings.clip_model if model is None else model,
+        settings.clip_pretrained if pretrained is None else pretrained,
+        weights_dir=settings.weights_dir,
+        templates=TEMPLATES if templates is None else templates,
+        device=device,
+    )
+
+
+def predict(
+    estimator: AgeEstimator,
+    photos: Sequence[str | os.PathLike | bytes | Image.Image],
+    *,
+    faces: bool = False,
+    min_face_size: int = 32,
+    max_faces: int = 10,
+) -> list[PhotoAge]:
+    """One answer per photo (a path, the file's bytes or a PIL image), in order, in one batch.
+
+    With faces=True each face found gets its own ages (largest first) and the answer's own
+    ages are the largest face's; without faces, or when none is found, the whole photo's.
+    A photo that cannot be read raises clip_age.images.InvalidImage, saying why.
+    """
+    import numpy as np
+
+    from clip_age import pipeline
+    from clip_age.faces import FaceDetector
+    from clip_age.settings import Settings
+
+    detector = FaceDetector(Settings.from_env().face_detector_model) if faces else None
+    prepared = [
+        pipeline.prepare(photo, estimator.input_spec, detector, min_face_size, max_faces) for photo in photos
+    ]
+    if not prepared:
+        return []
+    distributions = estimator.predict_pixels(np.concatenate([one.pixels for one in prepared]))
+    answers, start = [], 0
+    for one in prepared:
+        answers.append(pipeline.photo_age(one.faces, distributions[start : start + len(one.pixels)]))
+        start += len(one.pixels)
+    return answers
