@@ -1,5 +1,6 @@
 """Find faces with OpenCV's YuNet detector and cut a square crop with margin around each."""
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+
+from clip_age.limits import DecodeLimits
 
 # OpenCV warns on every detector it creates that its new engine ignores backend targets.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -51,20 +54,33 @@ class FaceDetector:
         self._local = threading.local()
         self._create()  # fail at setup, not on the first request, if the file is not a model
 
-    def detect(self, image: Image.Image, min_face_size: int, max_faces: int) -> list[Face]:
-        """Faces at least min_face_size pixels wide and high, largest first, at most max_faces."""
+    def detect(
+        self,
+        image: Image.Image,
+        min_face_size: int,
+        max_faces: int,
+        max_pixels: int = DecodeLimits.detect_max_pixels,
+    ) -> list[Face]:
+        """Faces at least min_face_size pixels wide and high, largest first, at most max_faces.
+
+        The detector sees a copy of the photo shrunk to at most max_pixels, whatever
+        min_face_size asks: in a larger photo a face must be proportionally larger to be found
+        (about SMALLEST_DETECTABLE / scale pixels).
+        """
         width, height = image.size
         scale = min(1.0, max(DETECT_SIDE / max(width, height), SMALLEST_DETECTABLE / min_face_size))
-        bgr = np.ascontiguousarray(np.asarray(image)[:, :, ::-1])
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        scale = min(scale, math.sqrt(max_pixels / (width * height)))
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        if min(size) < SMALLEST_DETECTABLE:
+            return []  # a strip too thin to hold a face the detector could find
+        small = image if size == image.size else image.resize(size, Image.Resampling.BOX)
+        bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
         detector = self._detector()
-        detector.setInputSize((bgr.shape[1], bgr.shape[0]))
+        detector.setInputSize(size)
         _, rows = detector.detect(bgr)
         faces = []
         for row in rows if rows is not None else ():
-            box = _clip_box(row[:4] / scale, width, height)
+            box = _clip_box(row[:4] / np.array([size[0] / width, size[1] / height] * 2), width, height)
             if min(box[2], box[3]) >= min_face_size:
                 faces.append(Face(box=box, score=float(row[-1])))
         faces.sort(key=lambda face: face.area, reverse=True)
@@ -76,9 +92,16 @@ class FaceDetector:
         return self._local.detector
 
     def _create(self):
-        return cv2.FaceDetectorYN.create(
-            str(self.model_path), "", (DETECT_SIDE, DETECT_SIDE), SCORE_THRESHOLD, NMS_THRESHOLD
-        )
+        try:
+            return cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (DETECT_SIDE, DETECT_SIDE), SCORE_THRESHOLD, NMS_THRESHOLD
+            )
+        except cv2.error:
+            raise DetectorUnavailable(
+                f"{self.model_path} is not a YuNet face detector model (OpenCV could not load it). "
+                "Point FACE_DETECTOR_MODEL (or --detector) at a YuNet .onnx file, or leave it unset "
+                "to use the one that ships with clip_age."
+            ) from None
 
 
 def crop_box(face: Face, width: int, height: int, margin: float = FACE_MARGIN) -> tuple[int, int, int, int]:

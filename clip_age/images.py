@@ -1,22 +1,29 @@
-"""Turn untrusted bytes into an upright RGB photo, or refuse them with a clear message."""
+"""Turn untrusted bytes into an upright RGB photo, or refuse them with a clear message.
+
+Everything that bounds the cost is checked before a pixel is decoded: the file's size, its
+format, its structure (for JPEG and PNG) and, from the header, the pixels and the memory the
+decoded photo would take at its own bit depth. What a header cannot show (a decoder stuck on a
+crafted file, memory beyond the estimate) is the decode worker's deadline and memory cap.
+"""
 
 import io
 import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 from pillow_heif import register_heif_opener
+
+from clip_age import headers, jpeg
+from clip_age.limits import DecodeLimits
 
 # pillow-heif adds HEIC/HEIF (iPhone photos); Pillow decodes AVIF itself.
 register_heif_opener()
 
-MAX_FILE_BYTES = 64_000_000
-MAX_PIXELS = 120_000_000
 MIN_SIDE = 16
 
-# Pillow's own bomb guard would raise before we can say the size in words; _check_dimensions
-# does the same job right after the header is read, before any pixel is decoded.
+# Pillow's own bomb guard would raise before we can say the size in words; the header checks
+# below do the same job, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
 # Explicit, whatever another module sets: a truncated upload is refused, not half-decoded.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -33,6 +40,15 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"7z\xbc\xaf", "a 7-Zip archive"),
     (b"8BPS", "a Photoshop (PSD) file"),
     (b"\x00\x00\x01\x00", "an icon (ICO) file"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "a JPEG 2000 image"),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 image"),
+    (b"\xff\x0a", "a JPEG XL image"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "a JPEG XL image"),
+    (b"qoif", "a QOI image"),
+    (b"DDS ", "a DirectDraw Surface (DDS) texture"),
+    (b"%!PS", "a PostScript or EPS document"),
+    (b"\xc5\xd0\xd3\xc6", "an EPS document"),
+    (b"II*\x00\x10\x00\x00\x00CR", "a Canon raw (CR2) photo"),
     (b"ID3", "an MP3 audio file"),
     (b"OggS", "an Ogg audio or video file"),
     (b"fLaC", "a FLAC audio file"),
@@ -40,97 +56,231 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "a program (ELF executable)"),
     (b"MZ", "a Windows program"),
 )
+# Leading bytes of the accepted formats, to tell a damaged photo from another kind of file.
+_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+# How each EXIF orientation is undone (the EXIF definitions, as Pillow's exif_transpose has them).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Memory a format's decoder holds besides Pillow's own copy, in bytes a pixel (measured: libheif
+# hands over a buffer of its own, libavif two).
+DECODER_COPY = {"HEIF": 4, "AVIF": 6}
+# libwebp keeps two RGBA canvases for an animation, allocated when the file is opened.
+WEBP_ANIMATION_BYTES_PER_PIXEL = 8 + 4
 
 
 class InvalidImage(ValueError):
     """The upload cannot be used as a photo; the message says why and what is accepted."""
 
 
-def load_image(source: bytes | str | os.PathLike | Image.Image, draft_side: int | None = None) -> Image.Image:
+def load_image(
+    source: bytes | str | os.PathLike | Image.Image,
+    draft_side: int | None = None,
+    limits: DecodeLimits = DecodeLimits(),
+) -> Image.Image:
     """Decode a photo into an upright RGB image (a PIL image is only turned upright and RGB).
 
-    draft_side: the shorter side the caller needs. JPEGs are then decoded at the
-    coarsest DCT scale (1/2, 1/4, 1/8) that still gives at least that many pixels,
-    which is most of the speed-up on phone photos. None decodes every pixel.
+    draft_side: the shorter side the caller needs. JPEGs are then decoded at the coarsest DCT
+    scale (1/2, 1/4, 1/8) that still gives at least that many pixels, which is most of the
+    speed-up on phone photos. None decodes every pixel.
     """
     if isinstance(source, Image.Image):
-        _check_dimensions(source.size)
-        return _to_rgb(_upright(source))
-    data = _read_limited(source)
-    with _open(data) as image:
-        _check_dimensions(image.size)
-        if draft_side is not None and image.format == "JPEG":
-            image.draft(None, (draft_side, draft_side))
+        _check_size(source.size, limits)
+        return _to_rgb(_upright(source, _orientation(source)))
+    data = _read_limited(source, limits)
+    kind = image_format(data)
+    if kind == "JPEG":
+        return _load_jpeg(data, draft_side, limits)
+    _check_structure(data, kind, limits)
+    with _open(data, kind) as image:
+        _check_size(image.size, limits)
+        decoder_copy = DECODER_COPY.get(kind, 0)
+        if kind == "PNG":
+            # A PNG's EXIF may follow its pixels, and Pillow decodes them to look for it: the
+            # budget assumes a turn, and the orientation is read after decoding.
+            _check_memory(image, 6, limits, decoder_copy=decoder_copy)
+        else:
+            _check_memory(image, _orientation(image), limits, decoder_copy=decoder_copy)
         try:
             image.load()
-            upright = _upright(image)
-            rgb = _to_rgb(upright)
-        # Pillow's decoders raise many types (OSError, SyntaxError, struct.error, ...)
-        # on malformed data; each means the same thing to the person uploading.
+        except MemoryError:
+            raise  # the decode worker's memory cap, which it reports in its own words
+        # Pillow's decoders raise many types (OSError, SyntaxError, struct.error, ...) on
+        # malformed data; each means the same thing to the person uploading.
         except Exception as error:
-            raise InvalidImage(_corrupt_message(image.format, _first_line(error))) from None
-    return rgb
+            raise InvalidImage(_decode_error_message(image.format, error)) from None
+        return _to_rgb(_upright(image, _orientation(image)))
 
 
-def _read_limited(source: bytes | str | os.PathLike) -> bytes:
+def _read_limited(source: bytes | str | os.PathLike, limits: DecodeLimits) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        size = len(data)
+        size = len(source)
     else:
-        path = Path(source)
         try:
-            size = path.stat().st_size
+            size = Path(source).stat().st_size
         except OSError as error:
             raise InvalidImage(
                 f"Could not read the file ({error.strerror or error}). Upload a photo: {ACCEPTED_NAMES}."
             ) from None
-        data = b""
     if size == 0:
         raise InvalidImage(f"The file is empty (0 bytes). Upload a photo: {ACCEPTED_NAMES}.")
-    if size > MAX_FILE_BYTES:
+    if size > limits.max_upload_bytes:
         raise InvalidImage(
-            f"The file is {size / 1e6:.1f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB. "
-            f"Upload a smaller photo ({ACCEPTED_NAMES})."
+            f"The file is {size / 1e6:.1f} MB; the limit is {limits.max_upload_bytes / 1e6:g} MB "
+            f"(MAX_UPLOAD_MB). Upload a smaller photo ({ACCEPTED_NAMES})."
         )
-    return data or Path(source).read_bytes()
+    return bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
 
 
-# Leading bytes of the accepted formats, to tell a damaged photo from another kind of file.
-_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8", "JPEG"),
-    (b"\x89PNG", "PNG"),
-    (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
+def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> None:
+    """What must be checked before Pillow opens the file, because opening it already costs."""
+    try:
+        if kind == "PNG":
+            size = headers.png_size(data)
+            if size is not None:
+                _check_size(size, limits)  # the pixel limit's words come first
+            headers.check_png(data)
+        elif kind == "TIFF":
+            headers.check_tiff(data)
+        elif kind == "WEBP":
+            canvas = headers.webp_canvas(data)
+            if canvas is not None:
+                _check_size(canvas, limits)
+                if headers.webp_is_animated(data):
+                    _check_bytes(canvas, WEBP_ANIMATION_BYTES_PER_PIXEL, "animated WebP", limits)
+    except headers.HeaderProblem as problem:
+        raise InvalidImage(_corrupt_message(kind, str(problem))) from None
 
 
-def _open(data: bytes) -> Image.Image:
+def _load_jpeg(data: bytes, draft_side: int | None, limits: DecodeLimits) -> Image.Image:
+    try:
+        structure = jpeg.read_structure(data, limits.max_jpeg_scans)
+    except jpeg.JpegProblem as problem:
+        raise InvalidImage(_corrupt_message("JPEG", str(problem))) from None
+    with _open(data, "JPEG") as header:  # Pillow reads the EXIF orientation and mode cheaply
+        _check_size((structure.width, structure.height), limits)
+        orientation = _orientation(header)
+        scale = _jpeg_scale(structure.width, structure.height, draft_side)
+        # libjpeg's output is an array of its own (1, 3 or 4 bytes a pixel) before Pillow's copy;
+        # a progressive JPEG also keeps every coefficient of the full-size photo (2 bytes each).
+        coefficients = structure.blocks * 64 * 2 if structure.frame == 0xC2 else 0
+        _check_memory(header, orientation, limits, scale, len(header.getbands()), coefficients)
+    try:
+        pixels, mode = jpeg.decode(data, draft_side)
+    # simplejpeg raises ValueError for every libjpeg error and warning, with libjpeg's words.
+    except (ValueError, RuntimeError) as error:
+        raise InvalidImage(_corrupt_message("JPEG", _reason(error))) from None
+    image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    del pixels
+    return _to_rgb(_upright(image, orientation))
+
+
+def _jpeg_scale(width: int, height: int, draft_side: int | None) -> int:
+    """The DCT scale denominator libjpeg will use for draft_side (1, 2, 4 or 8)."""
+    scale = 1
+    while draft_side and scale < 8 and min(width, height) / (scale * 2) >= draft_side:
+        scale *= 2
+    return scale
+
+
+def _open(data: bytes, kind: str | None) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except Exception:
-        kind = image_format(data)
+    except Exception as error:
         if kind is not None:
-            raise InvalidImage(_corrupt_message(kind, "its header could not be read")) from None
+            raise InvalidImage(_decode_error_message(kind, error, "its header could not be read")) from None
         raise InvalidImage(
             f"The file is not an image we can read (it looks like {describe(data)}). "
             f"Accepted formats: {ACCEPTED_NAMES}."
         ) from None
 
 
-def _check_dimensions(size: tuple[int, int]) -> None:
+def _check_size(size: tuple[int, int], limits: DecodeLimits) -> None:
     width, height = size
-    if width * height > MAX_PIXELS:
+    if width * height > limits.max_pixels:
         raise InvalidImage(
             f"The image is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); "
-            f"the limit is {MAX_PIXELS / 1e6:.0f} megapixels. Resize it and try again."
+            f"the limit is {limits.max_pixels / 1e6:g} megapixels (MAX_MEGAPIXELS). Resize it and try again."
         )
     if min(width, height) < MIN_SIDE:
         raise InvalidImage(
             f"The image is {width}x{height} pixels; it must be at least {MIN_SIDE} pixels "
             "on each side to show a face."
         )
+
+
+def decode_bytes_per_pixel(mode: str, transparent: bool, rotated: bool, decoder_copy: int = 0) -> int:
+    """Peak memory per pixel to decode a photo of this Pillow mode and make it upright RGB:
+    the decoder's own output when it is not Pillow's (decoder_copy bytes a pixel), the photo as
+    Pillow stores it (1, 2 or 4 bytes a pixel), a turned copy, and the conversion to RGB (4
+    bytes a pixel), with a composite on white for transparency."""
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    total = decoder_copy + stored + (stored if rotated else 0)
+    if mode == "RGB":
+        return total
+    if transparent or mode in _ALPHA_MODES:
+        as_rgba = 0 if mode == "RGBA" else 4
+        return total + as_rgba + 4 + 1  # as RGBA, the white RGB result, the alpha mask
+    if mode.startswith("I") or mode == "F":
+        return total + stored + 1 + 4  # an array copy, 8-bit gray, then RGB
+    return total + 4
+
+
+def _check_memory(
+    image: Image.Image,
+    orientation: object,
+    limits: DecodeLimits,
+    scale: int = 1,
+    decoder_copy: int = 0,
+    extra_bytes: int = 0,
+) -> None:
+    per_pixel = decode_bytes_per_pixel(
+        image.mode, "transparency" in image.info, orientation in _UPRIGHT, decoder_copy
+    )
+    depth = "" if image.mode in ("RGB", "L", "P", "1") else f" ({image.mode} mode)"
+    what = f"{image.format} image{depth}"
+    _check_bytes((image.width, image.height), per_pixel / scale**2, what, limits, extra_bytes)
+
+
+def _check_bytes(
+    size: tuple[int, int], per_pixel: float, what: str, limits: DecodeLimits, extra_bytes: int = 0
+) -> None:
+    needed = size[0] * size[1] * per_pixel + extra_bytes
+    if needed > limits.max_decoded_bytes:
+        fits = limits.max_decoded_bytes / needed * size[0] * size[1] / 1e6
+        raise InvalidImage(
+            f"Decoding this {size[0]}x{size[1]} {what} would take about {needed / 1e6:,.0f} MB of "
+            f"memory; the limit is {limits.max_decoded_bytes / 1e6:,.0f} MB (MAX_DECODED_MB). Save it "
+            f"as an 8-bit JPEG or PNG, or resize it to at most {fits:,.1f} megapixels."
+        )
+
+
+def _decode_error_message(kind: str, error: Exception, detail: str | None = None) -> str:
+    if any(
+        words in str(error)
+        for words in ("Decompressed data too large", "Too much memory used in text chunks")
+    ):
+        # Pillow's limits on PNG text and colour-profile chunks (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY).
+        return (
+            f"The {kind} file carries text or a colour profile that decompresses to more than "
+            "Pillow's safety limit, which is how decompression bombs are built. Export the photo "
+            "again without its metadata and re-upload it."
+        )
+    return _corrupt_message(kind, detail or _reason(error))
 
 
 def _corrupt_message(kind: str, detail: str) -> str:
@@ -166,6 +316,8 @@ def describe(data: bytes) -> str:
         return "a video or an unsupported HEIF variant"
     if head.startswith(b"RIFF"):
         return "a RIFF file (audio or video)"
+    if head.startswith((b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")) and head[2:3].isspace():
+        return "a PNM/PPM image"
     lowered = head.lstrip().lower()
     if b"<svg" in lowered:
         return "an SVG drawing"
@@ -182,12 +334,19 @@ def describe(data: bytes) -> str:
     return "an unrecognised file type"
 
 
-def _upright(image: Image.Image) -> Image.Image:
+def _orientation(image: Image.Image) -> object:
+    """The EXIF orientation tag as stored; anything but the eight defined values (a malformed
+    tag included) leaves the photo as stored, so it cannot cost the person their answer."""
+    return image.getexif().get(0x0112, 1)
+
+
+def _upright(image: Image.Image, orientation: object) -> Image.Image:
+    if orientation not in _UPRIGHT:
+        return image
     try:
-        return ImageOps.exif_transpose(image)
-    except Exception:
-        # A broken EXIF block must not cost the person their answer: keep the stored orientation.
-        return image.copy()
+        return image.transpose(_UPRIGHT[orientation])
+    except Exception as error:
+        raise InvalidImage(_corrupt_message(image.format or "image", _reason(error))) from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -195,25 +354,31 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode.startswith("I") or mode == "F":
-        return _high_depth_to_rgb(image)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        return _high_depth_to_gray(image).convert("RGB")
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+        rgba = image if mode == "RGBA" else image.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        return white
     return image.convert("RGB")
 
 
-def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    # Pillow's convert("RGB") clips 16-bit values at 255, turning a 16-bit scan white.
-    values = np.asarray(image, dtype=np.float32)
+def _high_depth_to_gray(image: Image.Image, rows: int = 512) -> Image.Image:
+    """16- and 32-bit gray to 8 bits, a band of rows at a time. Pillow's convert("RGB") clips
+    16-bit values at 255, turning a 16-bit scan white; a whole-image float copy would take four
+    bytes a pixel more."""
+    values = np.asarray(image)
     if image.mode.startswith("I;16"):
         top = 65535.0
     else:
-        top = max(float(values.max(initial=0.0)), 255.0)
-    gray = np.clip(values * (255.0 / top), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
+        top = max(float(values.max(initial=0)), 255.0)
+    gray = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], rows):
+        band = values[start : start + rows].astype(np.float32)
+        gray[start : start + rows] = np.clip(band * (255.0 / top), 0, 255).round()
+    return Image.fromarray(gray, mode="L")
 
 
-def _first_line(error: Exception) -> str:
+def _reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    return text[0] if text else "the decoder stopped"

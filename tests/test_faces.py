@@ -4,6 +4,7 @@ from PIL import Image
 
 from clip_age import pipeline
 from clip_age.faces import DetectorUnavailable, Face, FaceDetector, crop_box
+from clip_age.options import FaceRequest
 from clip_age.preprocess import InputSpec
 from tests.conftest import EXAMPLES
 from tests.image_corpus import save
@@ -55,7 +56,7 @@ def test_boxes_are_in_the_upright_photos_coordinates(detector, astronaut):
     exif = Image.Exif()
     exif[0x0112] = 6
     data = save(stored, "JPEG", quality=95, exif=exif.tobytes())
-    prepared = pipeline.prepare(data, InputSpec(224), detector, 32, 10)
+    prepared = pipeline.prepare(data, InputSpec(224), detector, FaceRequest(32, 10))
     [face] = prepared.faces
     [upright_face] = detector.detect(astronaut, 32, 10)
     assert contains(face.box, NOSE)
@@ -102,3 +103,49 @@ def test_crop_is_a_square_with_a_40_percent_margin_kept_inside_the_photo(box, si
 def test_a_missing_detector_model_is_explained(tmp_path):
     with pytest.raises(DetectorUnavailable, match=f"no YuNet model at {tmp_path / 'x.onnx'}"):
         FaceDetector(tmp_path / "x.onnx")
+
+
+class RecordingDetector(FaceDetector):
+    """The real detector, remembering the input size it was given."""
+
+    sizes: list[tuple[int, int]]
+
+    def _detector(self):
+        real = super()._detector()
+        sizes = self.sizes
+
+        class Recording:
+            def setInputSize(self, size):  # noqa: N802 (OpenCV's name)
+                sizes.append(tuple(size))
+                real.setInputSize(size)
+
+            def detect(self, image):
+                return real.detect(image)
+
+        return Recording()
+
+
+@pytest.mark.parametrize(("size", "min_face"), [((12_000, 10_000), 8), ((20_000, 500), 8), ((640, 480), 32)])
+def test_the_detector_never_sees_more_than_its_megapixel_limit(yunet_model, size, min_face):
+    detector = RecordingDetector(yunet_model)
+    detector.sizes = []
+    detector.detect(Image.new("RGB", size, "white"), min_face, 10, max_pixels=4_000_000)
+    [(width, height)] = detector.sizes
+    assert width * height <= 4_000_000
+    assert width / height == pytest.approx(size[0] / size[1], rel=0.02)
+
+
+def test_a_strip_too_thin_to_hold_a_face_once_shrunk_is_not_searched(yunet_model):
+    detector = RecordingDetector(yunet_model)
+    detector.sizes = []
+    # 16 megapixels shrunk to 4: 8 x 500,000, narrower than the smallest face YuNet finds.
+    assert detector.detect(Image.new("RGB", (16, 1_000_000)), 8, 10, max_pixels=4_000_000) == []
+    assert detector.sizes == []
+
+
+def test_in_a_photo_past_the_limit_a_face_must_be_proportionally_larger(detector, astronaut):
+    canvas = Image.new("RGB", (4000, 3000), "white")
+    canvas.paste(astronaut.resize((160, 160)), (3000, 2000))  # a face of about 30 px
+    assert len(detector.detect(canvas, 16, 10, max_pixels=12_000_000)) == 1
+    # Shrunk to 0.25 megapixels (1/7 of each side), the 30 px face is under 5 px: not found.
+    assert detector.detect(canvas, 16, 10, max_pixels=250_000) == []
