@@ -1,27 +1,36 @@
-"""Cog adapter: setup() builds the estimator; predict() maps Cog inputs to an Output."""
+"""Cog adapter: setup() loads the model and starts the decode workers; run() checks the inputs,
+has the photo decoded in a worker, batches it with concurrent requests and answers."""
 
 import asyncio
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import cog
-from cog import BaseModel, BasePredictor, Input, Path
+from cog import BaseModel, BaseRunner, Input, Path
 
 import clip_age
-from clip_age import pipeline
+from clip_age import options, pipeline
 from clip_age.batcher import MicroBatcher
+from clip_age.decode_pool import DecodeFailed, DecodePool
 from clip_age.faces import DetectorUnavailable, FaceDetector
-from clip_age.images import ACCEPTED_NAMES, InvalidImage
+from clip_age.images import InvalidImage
 from clip_age.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Keep equal to cog.yaml's concurrency.max (a test checks). Requests beyond it get 409.
-MAX_CONCURRENCY = 32
-MIN_FACE_SIZE_RANGE = (8, 4096)
+SEND_A_PHOTO = (
+    "Send the photo as 'image': a data URI (data:image/jpeg;base64,...) or an http(s) URL. "
+    "Accepted: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF."
+)
+
+
+class Face(BaseModel):
+    box: list[int]
+    score: float
+    age: int
+    expected_age: float
+    age_low: int
+    age_high: int
 
 
 class Output(BaseModel):
@@ -30,39 +39,41 @@ class Output(BaseModel):
     age_low: int
     age_high: int
     probabilities: list[float]
-    faces: list[dict]
+    faces: list[Face]
 
 
-class Predictor(BasePredictor):
+class Refused(Exception):
+    """A request this model will not answer as sent. Cog reports a failure as "<exception type>:
+    <message>", so this type's name is the word the client reads before the reason."""
+
+
+class Predictor(BaseRunner):
     def setup(self) -> None:
         started = time.perf_counter()
         settings = Settings.from_env()
         self.estimator = clip_age.load(settings.clip_model, settings.clip_pretrained)
-        # Decoding is CPU work: one thread per core is as fast as more, and it bounds how many
-        # full-size photos sit in memory at once when many large uploads arrive together.
-        self.decoders = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
-        self.batcher = MicroBatcher(
-            self.estimator.predict_pixels,
-            max_rows=settings.max_batch_size,
-            window_s=settings.batch_window_ms / 1000,
-        )
+        self.batcher = MicroBatcher(self.estimator.predict_pixels, max_rows=settings.max_batch_size)
         try:
-            self.detector: FaceDetector | None = FaceDetector(settings.face_detector_model)
-            self.detector_problem = ""
+            FaceDetector(settings.face_detector_model)  # fail here, not per request, if unusable
+            detector_model, self.detector_problem = settings.face_detector_model, ""
         except DetectorUnavailable as problem:
             log.warning("%s Whole-photo predictions still work.", problem)
-            self.detector, self.detector_problem = None, str(problem)
+            detector_model, self.detector_problem = None, str(problem)
+        self.decoders = DecodePool(
+            self.estimator.input_spec, detector_model, settings.decode_limits, settings.pool_limits
+        )
         print(
-            f"Ready: CLIP_MODEL={settings.clip_model} CLIP_PRETRAINED={settings.clip_pretrained} "
-            f"on {self.estimator.device} in {time.perf_counter() - started:.1f} s"
+            f"Ready in {time.perf_counter() - started:.1f} s: CLIP_MODEL={settings.clip_model} "
+            f"CLIP_PRETRAINED={settings.clip_pretrained}, {self.estimator.serving}; "
+            f"{settings.pool_limits.workers} decode workers"
         )
 
     # Plain literals only in this signature: `cog build` reads it statically, without running it.
     @cog.concurrent(max=32)
-    async def predict(
+    async def run(
         self,
         image: Path = Input(
-            description="A photo of a person: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF; at most 64 MB and 120 megapixels."
+            description="A photo of a person, as a data URI or an http(s) URL: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF; by default at most 64 MB and 120 megapixels."
         ),
         return_probabilities: bool = Input(
             default=False,
@@ -70,7 +81,7 @@ class Predictor(BasePredictor):
         ),
         detect_faces: bool = Input(
             default=False,
-            description="Find faces and predict an age for each (largest first); the top-level fields then describe the largest face.",
+            description="Find faces and predict an age for each (largest first); the top-level fields then describe the largest face. Faces are searched on a copy of the photo shrunk to at most 4 megapixels, so in a larger photo the smallest face found is correspondingly larger than min_face_size.",
         ),
         min_face_size: int = Input(
             default=32,
@@ -84,30 +95,36 @@ class Predictor(BasePredictor):
             le=50,
             description="With detect_faces: predict at most this many faces, the largest ones.",
         ),
+        # A built image's schema validation drops inputs it does not know; a server without the
+        # schema passes them here, and they are dropped the same way instead of failing the call.
+        **unknown,
     ) -> Output:
-        # Without a built image's schema the server passes inputs unchecked, so check here too.
-        if image is None:
-            raise InvalidImage(f"No image was given. Send a photo as 'image': {ACCEPTED_NAMES}.")
-        _check_range("min_face_size", min_face_size, *MIN_FACE_SIZE_RANGE)
-        _check_range("max_faces", max_faces, 1, pipeline.MAX_FACES_LIMIT)
-        detector = self._detector() if detect_faces else None
-
-        prepare = partial(
-            pipeline.prepare, image, self.estimator.input_spec, detector, min_face_size, max_faces
-        )
-        prepared = await asyncio.get_running_loop().run_in_executor(self.decoders, prepare)
+        if unknown:
+            log.warning("Ignoring unknown inputs: %s", ", ".join(sorted(map(str, unknown))))
+        try:
+            path = _uploaded_file(image)
+            with_probabilities = options.yes_or_no("return_probabilities", return_probabilities)
+            faces = options.face_request(min_face_size, max_faces)
+            if options.yes_or_no("detect_faces", detect_faces):
+                if self.detector_problem:
+                    raise DetectorUnavailable(self.detector_problem)
+            else:
+                faces = None
+            prepared = await self.decoders.prepare(path, faces)
+        # Whatever the client sent that we cannot use ends here, as a plain sentence.
+        except (options.OptionError, InvalidImage, DecodeFailed, DetectorUnavailable) as refusal:
+            raise Refused(str(refusal)) from None
         batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
         # Shows in the response's metrics: how many images shared this request's forward pass.
         self.record_metric("batch_size", batched.batch_rows)
-        answer = pipeline.photo_age(prepared.faces, batched.results)
-        return Output(**pipeline.to_json(answer, return_probabilities))
-
-    def _detector(self) -> FaceDetector:
-        if self.detector is None:
-            raise DetectorUnavailable(self.detector_problem)
-        return self.detector
+        answer = pipeline.to_json(pipeline.photo_age(prepared.faces, batched.results), with_probabilities)
+        return Output(**{**answer, "faces": [Face(**face) for face in answer["faces"]]})
 
 
-def _check_range(name: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+def _uploaded_file(image: object) -> str:
+    """The file Cog made from the request's data URI or URL. Cog passes any other string
+    through as it is, and reading that would open a file of the server's: refused, with the
+    same words whatever the string names."""
+    if not isinstance(image, Path) or not image.is_file():
+        raise options.OptionError(SEND_A_PHOTO)
+    return str(image)

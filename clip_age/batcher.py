@@ -1,8 +1,7 @@
-"""Group the images of requests that arrive together into one GPU batch."""
+"""Group the images of requests that arrive together into one forward pass."""
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -32,23 +31,16 @@ class MicroBatcher(Generic[Result]):
     """Runs `predict_rows` on one worker thread over the rows of many requests at once.
 
     A request is an array of rows (one per image or face) and gets back one result per row.
-    A lone request runs at once. Under load (requests already waiting, or the last batch
-    held more than one), the worker waits up to `window_s` for more, so that concurrent
-    requests share a forward pass instead of queueing one by one.
+    The worker never waits for company: it takes whatever is queued when it becomes free (up to
+    max_rows), so a lone request runs at once and requests that arrive while a batch runs share
+    the next one.
     """
 
-    def __init__(
-        self,
-        predict_rows: Callable[[np.ndarray], Sequence[Result]],
-        max_rows: int = 64,
-        window_s: float = 0.001,
-    ) -> None:
+    def __init__(self, predict_rows: Callable[[np.ndarray], Sequence[Result]], max_rows: int = 64) -> None:
         self._predict_rows = predict_rows
         self._max_rows = max_rows
-        self._window_s = window_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._held: _Request | None = None
-        self._last_batch_requests = 0
         self._thread = threading.Thread(target=self._work, name="micro-batcher", daemon=True)
         self._thread.start()
 
@@ -77,18 +69,15 @@ class MicroBatcher(Generic[Result]):
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, count = [first], len(first.rows)
-        under_load = self._last_batch_requests > 1 or not self._queue.empty()
-        deadline = time.monotonic() + (self._window_s if under_load else 0.0)
         while count < self._max_rows:
-            remaining = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
                 return batch, True
             if count + len(item.rows) > self._max_rows:
-                self._held = item
+                self._held = item  # first in the next batch, so no request waits behind later ones
                 break
             batch.append(item)
             count += len(item.rows)
@@ -100,7 +89,6 @@ class MicroBatcher(Generic[Result]):
         batch = [request for request in batch if request.future.set_running_or_notify_cancel()]
         if not batch:
             return
-        self._last_batch_requests = len(batch)
         try:
             results = self._predict_rows(np.concatenate([request.rows for request in batch]))
         # Whatever broke the forward pass is each waiting request's answer; the worker lives on.

@@ -7,7 +7,6 @@ photo_age() turns the estimator's distributions for those rows back into one ans
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,21 +14,10 @@ from PIL import Image
 
 from clip_age.faces import Face, FaceDetector, crop_box
 from clip_age.images import load_image
+from clip_age.limits import DecodeLimits
+from clip_age.options import FaceRequest
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution, FaceAge, PhotoAge
-
-DEFAULT_MIN_FACE_SIZE = 32
-DEFAULT_MAX_FACES = 10
-MAX_FACES_LIMIT = 50
-
-
-@dataclass(frozen=True)
-class FaceOptions:
-    """Asking for one age per face: the YuNet model file, and which faces count."""
-
-    detector_model: Path
-    min_face_size: int = DEFAULT_MIN_FACE_SIZE
-    max_faces: int = DEFAULT_MAX_FACES
 
 
 @dataclass(frozen=True)
@@ -45,19 +33,21 @@ def prepare(
     source: bytes | str | os.PathLike | Image.Image,
     spec: InputSpec,
     detector: FaceDetector | None = None,
-    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-    max_faces: int = DEFAULT_MAX_FACES,
+    faces: FaceRequest = FaceRequest(),
+    limits: DecodeLimits = DecodeLimits(),
 ) -> Prepared:
+    """Decode the photo and cut the model's rows: its faces' crops when a detector is given and
+    finds any, else the whole photo."""
     if detector is None:
-        image = load_image(source, draft_side=spec.draft_side)
+        image = load_image(source, draft_side=spec.draft_side, limits=limits)
         return Prepared(to_model_input(image, spec)[None], [])
     # Faces can be small in a large photo, so face mode decodes every pixel.
-    image = load_image(source)
-    faces = detector.detect(image, min_face_size, max_faces)
-    if not faces:
+    image = load_image(source, limits=limits)
+    found = detector.detect(image, faces.min_face_size, faces.max_faces, limits.detect_max_pixels)
+    if not found:
         return Prepared(to_model_input(image, spec)[None], [])
-    crops = [to_model_input(image.crop(crop_box(face, *image.size)), spec) for face in faces]
-    return Prepared(np.stack(crops), faces)
+    crops = [to_model_input(image.crop(crop_box(face, *image.size)), spec) for face in found]
+    return Prepared(np.stack(crops), found)
 
 
 def photo_age(faces: list[Face], distributions: list[AgeDistribution]) -> PhotoAge:
@@ -72,16 +62,17 @@ def photo_age(faces: list[Face], distributions: list[AgeDistribution]) -> PhotoA
 def to_json(answer: PhotoAge, include_probabilities: bool = False) -> dict[str, Any]:
     """The answer as the HTTP API and the CLI's JSON lines show it."""
     return {
-        **_ages_json(answer.ages),
+        **ages_json(answer.ages),
         "probabilities": [float(p) for p in answer.ages.probabilities] if include_probabilities else [],
         "faces": [
-            {"box": list(face.box), "score": round(face.score, 4), **_ages_json(face.ages)}
+            {"box": list(face.box), "score": round(face.score, 4), **ages_json(face.ages)}
             for face in answer.faces
         ],
     }
 
 
-def _ages_json(ages: AgeDistribution) -> dict[str, Any]:
+def ages_json(ages: AgeDistribution) -> dict[str, Any]:
+    """The four ages of one distribution, as every output format shows them."""
     return {
         "age": ages.age,
         "expected_age": round(ages.expected_age, 2),

@@ -2,13 +2,17 @@
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from clip_age.limits import DecodeLimits, PoolLimits
 
 # Where cog.yaml's build steps put the weights inside the image.
 DEFAULT_WEIGHTS_DIR = Path("/weights")
 # OpenCV's YuNet (MIT, 230 KB) ships inside the package: face detection needs no download.
 DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
+DEVICES = ("auto", "cuda", "cpu")
+CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
 
 
 @dataclass(frozen=True)
@@ -17,23 +21,57 @@ class Settings:
     clip_pretrained: str = "openai"
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
     face_detector_model: Path = DEFAULT_FACE_DETECTOR
+    device: str = "auto"
+    cpu_precision: str = "auto"
     max_batch_size: int = 64
-    batch_window_ms: float = 1.0
+    decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
+    pool_limits: PoolLimits = field(default_factory=PoolLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        defaults = cls()
+        decode, pool = DecodeLimits(), PoolLimits()
         return cls(
-            clip_model=env.get("CLIP_MODEL", defaults.clip_model),
-            clip_pretrained=env.get("CLIP_PRETRAINED", defaults.clip_pretrained),
-            weights_dir=Path(env.get("CLIP_WEIGHTS_DIR", str(defaults.weights_dir))),
-            face_detector_model=Path(env.get("FACE_DETECTOR_MODEL", str(defaults.face_detector_model))),
-            max_batch_size=_number(env, "MAX_BATCH_SIZE", int, defaults.max_batch_size, 1),
-            batch_window_ms=_number(env, "BATCH_WINDOW_MS", float, defaults.batch_window_ms, 0),
+            clip_model=env.get("CLIP_MODEL", cls.clip_model),
+            clip_pretrained=env.get("CLIP_PRETRAINED", cls.clip_pretrained),
+            weights_dir=Path(env.get("CLIP_WEIGHTS_DIR", str(DEFAULT_WEIGHTS_DIR))),
+            face_detector_model=Path(env.get("FACE_DETECTOR_MODEL", str(DEFAULT_FACE_DETECTOR))),
+            device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
+            cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
+            max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
+            decode_limits=DecodeLimits(
+                max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
+                max_pixels=round(
+                    _number(env, "MAX_MEGAPIXELS", float, decode.max_pixels / 1e6, 0.01, 1e4) * 1e6
+                ),
+                max_decoded_bytes=_megabytes(env, "MAX_DECODED_MB", decode.max_decoded_bytes),
+                max_jpeg_scans=_number(env, "MAX_JPEG_SCANS", int, decode.max_jpeg_scans, 1, 1000),
+                detect_max_pixels=round(
+                    _number(env, "DETECT_MAX_MEGAPIXELS", float, decode.detect_max_pixels / 1e6, 0.1, 100)
+                    * 1e6
+                ),
+            ),
+            pool_limits=PoolLimits(
+                workers=_number(env, "DECODE_WORKERS", int, pool.workers, 1, 64),
+                timeout_s=_number(env, "DECODE_TIMEOUT_S", float, pool.timeout_s, 0.1, 600),
+                memory_bytes=_megabytes(env, "DECODE_MEMORY_MB", pool.memory_bytes),
+            ),
         )
 
 
-def _number(env: Mapping[str, str], name: str, kind: type, default, minimum):
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(
+            f"{name}={env[name]!r} is not valid: use one of {', '.join(allowed)} (default {default})."
+        )
+    return value
+
+
+def _megabytes(env: Mapping[str, str], name: str, default_bytes: int) -> int:
+    return round(_number(env, name, float, default_bytes / 1e6, 0.001, 1e6) * 1e6)
+
+
+def _number(env: Mapping[str, str], name: str, kind: type, default, low, high):
     raw = env.get(name)
     if raw is None:
         return default
@@ -41,8 +79,9 @@ def _number(env: Mapping[str, str], name: str, kind: type, default, minimum):
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or value < minimum:
+    if value is None or not low <= value <= high:
         raise ValueError(
-            f"{name}={raw!r} is not valid: expected {kind.__name__} >= {minimum} (default {default})."
+            f"{name}={raw!r} is not valid: expected {'a whole number' if kind is int else 'a number'} "
+            f"from {low:g} to {high:g} (default {default:g})."
         )
     return value

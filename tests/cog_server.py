@@ -1,5 +1,6 @@
 """Run the real Cog HTTP server on this machine (no Docker) and talk to it, for tests and bench.py."""
 
+import ast
 import json
 import os
 import socket
@@ -15,19 +16,40 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-class LocalCogServer:
-    """`python -m cog.server.http` serving predict.py:Predictor on a free loopback port."""
+def decorator_concurrency(predictor: Path = REPO / "predict.py") -> int:
+    """What `cog build` bakes into the image as COG_MAX_CONCURRENCY: the literal integer of
+    @cog.concurrent(max=N) on Predictor.run, read statically (coglet itself never reads the
+    decorator, only that variable)."""
+    for node in ast.walk(ast.parse(predictor.read_text())):
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == "run":
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) in (
+                    "cog.concurrent",
+                    "concurrent",
+                ):
+                    [keyword] = [k for k in decorator.keywords if k.arg == "max"]
+                    return keyword.value.value
+    raise LookupError("no @cog.concurrent(max=...) on an async run() in predict.py")
 
-    def __init__(self, env: dict[str, str] | None = None, max_concurrency: int = 32) -> None:
+
+class LocalCogServer:
+    """`python -m cog.server.http` serving predict.py:Predictor on a free loopback port, set up
+    as a built image would be."""
+
+    def __init__(self, env: dict[str, str] | None = None, max_concurrency: int | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="cog-server-", suffix=".log")[1])
+        concurrency = decorator_concurrency() if max_concurrency is None else max_concurrency
         environment = {
             **os.environ,
+            # coglet starts its worker as `python` from PATH: make that this interpreter.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
             "PORT": str(self.port),
-            # A built image takes this from cog.yaml; the bare server needs it spelled out.
-            "COG_MAX_CONCURRENCY": str(max_concurrency),
+            "COG_MAX_CONCURRENCY": str(concurrency),
+            # Without it a worker that cannot start leaves the health check at STARTING forever.
+            "COG_SETUP_TIMEOUT": "300",
             **(env or {}),
         }
         with open(self.log_path, "wb") as log:
@@ -86,9 +108,39 @@ class LocalCogServer:
                 conflicts += 1
                 time.sleep(min(0.005 * 2 ** min(conflicts, 6), 0.25))
 
+    def start_prediction(self, inputs: dict[str, Any], prediction_id: str) -> dict[str, Any]:
+        """PUT /predictions/<id> with Prefer: respond-async: returns at once, the work goes on."""
+        request = urllib.request.Request(
+            f"{self.url}/predictions/{prediction_id}",
+            data=json.dumps({"id": prediction_id, "input": inputs}).encode(),
+            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+            method="PUT",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def cancel(self, prediction_id: str) -> int:
+        request = urllib.request.Request(
+            f"{self.url}/predictions/{prediction_id}/cancel", data=b"", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def pids(self) -> list[int]:
+        """The server and every process under it (the model's worker, decode workers)."""
+        return [self.process.pid, *_descendants(self.process.pid)]
+
+    def decode_workers(self) -> list[int]:
+        """Decode worker processes: children of the forkserver the model's worker started."""
+        forkservers = [pid for pid in self.pids() if b"forkserver" in _cmdline(pid)]
+        return [pid for pid in self.pids() if _parent(pid) in forkservers]
+
     def rss_bytes(self) -> int:
-        """Resident memory of the server and its worker processes."""
-        return sum(_rss(pid) for pid in [self.process.pid, *_descendants(self.process.pid)])
+        """Resident memory of the server and all its processes."""
+        return sum(_rss(pid) for pid in self.pids())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -107,6 +159,20 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _descendants(pid: int) -> list[int]:

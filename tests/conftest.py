@@ -24,7 +24,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def estimator(tiny_model_dir):
     from clip_age.estimator import AgeEstimator
 
-    return AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu")
+    # fp32: answers are compared with other paths and with open_clip; bf16 and int8 have tests of their own.
+    return AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,7 @@ def cog_server(tiny_model_dir):
     """The real Cog HTTP server running predict.py with the tiny model (and YuNet if present)."""
     from tests.cog_server import LocalCogServer
 
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}"}
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "CLIP_CPU_PRECISION": "fp32"}
     with LocalCogServer(env) as server:
         health = server.wait_until_ready()
         assert health["status"] == "READY", server.log()

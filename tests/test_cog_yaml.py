@@ -1,25 +1,43 @@
+"""cog.yaml and predict.py as Cog 0.23's loader and static parser read them (see the README's
+Build notes for the check with Cog's own Go packages, which cannot run in CI)."""
+
+import ast
 import hashlib
 import inspect
+import io
 import json
 import re
+import tokenize
 
 import pytest
 import yaml
+from cog import BaseModel, BaseRunner
 
 import predict
-from clip_age import images, weights
-from clip_age.settings import DEFAULT_FACE_DETECTOR, Settings
+from clip_age import options
+from clip_age.images import ACCEPTED_NAMES
+from clip_age.limits import DecodeLimits
+from clip_age.settings import DEFAULT_FACE_DETECTOR
+from tests.cog_server import decorator_concurrency
 from tests.conftest import REPO, SHARED
 
 CONFIG = yaml.safe_load((REPO / "cog.yaml").read_text())
+RUN = inspect.signature(predict.Predictor.run).parameters
 
 
-def test_names_the_predictor_and_asks_for_a_gpu():
-    assert CONFIG["predict"] == "predict.py:Predictor"
-    assert CONFIG["build"]["gpu"] is True
-    assert str(CONFIG["build"]["python_version"]) == "3.12"
-    assert CONFIG["build"]["python_requirements"] == "requirements.txt"
-    assert CONFIG["build"]["sdk_version"] == "0.23.1"
+def test_run_names_a_base_runner_with_an_async_run_method_and_nothing_deprecated():
+    module, name = CONFIG["run"].split(":")
+    assert (REPO / module).is_file() and module == "predict.py"
+    runner = getattr(predict, name)
+    assert issubclass(runner, BaseRunner)
+    assert inspect.iscoroutinefunction(runner.run) and "predict" not in vars(runner)
+    assert "predict" not in CONFIG and "concurrency" not in CONFIG
+    assert "BasePredictor" not in (REPO / "predict.py").read_text()
+
+
+def test_concurrency_comes_from_the_decorator_as_an_integer_literal():
+    # cog build reads @cog.concurrent(max=N) statically and bakes N into COG_MAX_CONCURRENCY.
+    assert decorator_concurrency() == predict.Predictor.run.__cog_concurrent_max__ == 32
 
 
 def test_validates_against_cogs_config_schema():
@@ -31,6 +49,13 @@ def test_validates_against_cogs_config_schema():
     jsonschema.validate(CONFIG, json.loads(schema_file.read_text()))
 
 
+def test_asks_for_a_gpu_and_fails_setup_rather_than_serving_on_the_cpu_by_accident():
+    assert CONFIG["build"]["gpu"] is True
+    assert "CLIP_DEVICE=cuda" in CONFIG["environment"]
+    assert str(CONFIG["build"]["python_version"]) == "3.12"
+    assert CONFIG["build"]["sdk_version"] == "0.23.1"
+
+
 def test_build_cuda_matches_the_pinned_torch():
     # PyPI's torch 2.14.1 wheels are built for CUDA 13.0; Cog's matrix stops at torch 2.11.0.
     requirements = (REPO / "requirements.txt").read_text()
@@ -38,20 +63,16 @@ def test_build_cuda_matches_the_pinned_torch():
     assert CONFIG["build"]["cuda"] == "13.0"
 
 
-def test_every_requirement_is_pinned():
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-eval.txt", "requirements-dev.txt"])
+def test_every_requirement_is_pinned(name):
+    for line in (REPO / name).read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.+\-]*", line), line
 
 
-def test_build_downloads_the_default_weights_and_checks_their_sha256():
-    settings = Settings()
-    url = weights.download_url(settings.clip_model, settings.clip_pretrained)
-    target = weights.weights_file(settings.clip_model, settings.clip_pretrained, settings.weights_dir)
-    sha = url.split("/")[-2]
-    commands = " ".join(CONFIG["build"]["run"])
-    assert url in commands
-    assert f'echo "{sha}  {target}" | sha256sum -c -' in commands
+def test_the_image_installs_what_serving_needs_and_not_the_evaluation_extras():
+    serving = (REPO / "requirements.txt").read_text()
+    assert "matplotlib" not in serving and "cog" not in re.findall(r"^(\w+)==", serving, re.M)
 
 
 def test_the_face_detector_ships_in_the_package_unchanged():
@@ -60,25 +81,52 @@ def test_the_face_detector_ships_in_the_package_unchanged():
     assert "yunet" not in " ".join(CONFIG["build"]["run"]).lower()  # nothing to download
 
 
-def test_concurrency_matches_the_predictor():
-    assert CONFIG["concurrency"]["max"] == predict.MAX_CONCURRENCY
-    assert predict.Predictor.predict.__cog_concurrent_max__ == predict.MAX_CONCURRENCY
+def test_output_faces_are_a_typed_model_with_the_six_fields():
+    assert issubclass(predict.Face, BaseModel)
+    assert predict.Face.__annotations__ == {
+        "box": list[int],
+        "score": float,
+        "age": int,
+        "expected_age": float,
+        "age_low": int,
+        "age_high": int,
+    }
+    assert predict.Output.__annotations__["faces"] == list[predict.Face]
+    tree = ast.parse((REPO / "predict.py").read_text())
+    module_level = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {"Face", "Output"} <= module_level  # the static parser types only module-level models
 
 
-def test_input_bounds_in_the_signature_match_the_checks_in_predict():
-    parameters = inspect.signature(predict.Predictor.predict).parameters
-    min_face = parameters["min_face_size"].default
-    max_faces = parameters["max_faces"].default
-    assert (min_face.ge, min_face.le) == predict.MIN_FACE_SIZE_RANGE
-    assert (max_faces.ge, max_faces.le) == (1, predict.pipeline.MAX_FACES_LIMIT)
-    assert min_face.default == predict.pipeline.DEFAULT_MIN_FACE_SIZE
-    assert max_faces.default == predict.pipeline.DEFAULT_MAX_FACES
+def test_input_bounds_and_defaults_in_the_signature_are_the_ones_run_checks():
+    min_face, max_faces = RUN["min_face_size"].default, RUN["max_faces"].default
+    assert (min_face.ge, min_face.le) == options.MIN_FACE_SIZE_RANGE
+    assert (max_faces.ge, max_faces.le) == options.MAX_FACES_RANGE
+    assert (min_face.default, max_faces.default) == (options.DEFAULT_MIN_FACE_SIZE, options.DEFAULT_MAX_FACES)
 
 
-def test_the_image_description_states_the_real_formats_and_limits():
-    description = inspect.signature(predict.Predictor.predict).parameters["image"].default.description
-    assert images.ACCEPTED_NAMES in description
-    assert (
-        f"at most {images.MAX_FILE_BYTES / 1e6:.0f} MB and {images.MAX_PIXELS / 1e6:.0f} megapixels"
-        in description
+def test_input_descriptions_state_the_real_formats_and_default_limits():
+    limits = DecodeLimits()
+    image = RUN["image"].default.description
+    assert ACCEPTED_NAMES in image
+    assert f"at most {limits.max_upload_bytes / 1e6:g} MB and {limits.max_pixels / 1e6:g} megapixels" in image
+    faces = RUN["detect_faces"].default.description
+    assert f"shrunk to at most {limits.detect_max_pixels / 1e6:g} megapixels" in faces
+
+
+def test_descriptions_are_plain_literals_for_the_static_parser():
+    # Cog's parser drops f-strings and garbles implicitly concatenated strings.
+    source = (REPO / "predict.py").read_text()
+    run = next(
+        n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.AsyncFunctionDef) and n.name == "run"
     )
+    for default in run.args.defaults:
+        for keyword in default.keywords:
+            assert isinstance(keyword.value, ast.Constant), ast.unparse(keyword.value)
+    signature = "\n".join(source.splitlines()[run.lineno - 1 : run.body[0].lineno - 1])
+    kinds = [
+        token.type
+        for token in tokenize.generate_tokens(io.StringIO(signature).readline)
+        if token.type
+        not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+    ]
+    assert all(not (a == b == tokenize.STRING) for a, b in zip(kinds, kinds[1:]))

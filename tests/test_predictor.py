@@ -1,4 +1,4 @@
-"""predict.Predictor in process: what setup builds and how predict() batches face crops."""
+"""predict.Predictor in process: what setup builds and how run() batches face crops."""
 
 import asyncio
 
@@ -6,24 +6,37 @@ import pytest
 from cog import Path
 from PIL import Image
 
-from clip_age.faces import DetectorUnavailable
-from predict import Predictor
+from predict import Predictor, Refused
 from tests.conftest import EXAMPLES
+
+
+def started(env: dict[str, str]) -> Predictor:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"CLIP_DEVICE": "cpu", "CLIP_CPU_PRECISION": "fp32", **env}.items():
+            patch.setenv(name, value)
+        instance = Predictor()
+        instance.setup()
+    # Cog runs every request on one event loop; so do these tests.
+    instance.loop = asyncio.new_event_loop()
+    return instance
+
+
+def stop(instance: Predictor) -> None:
+    instance.batcher.close()
+    instance.decoders.close()
+    instance.loop.close()
 
 
 @pytest.fixture(scope="module")
 def predictor(tiny_model_dir):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-        instance = Predictor()
-        instance.setup()
+    instance = started({"CLIP_MODEL": f"local-dir:{tiny_model_dir}"})
     yield instance
-    instance.batcher.close()
+    stop(instance)
 
 
 def predict(predictor, path, **options):
     inputs = {"return_probabilities": False, "detect_faces": False, "min_face_size": 32, "max_faces": 10}
-    return asyncio.run(predictor.predict(image=Path(path), **{**inputs, **options}))
+    return predictor.loop.run_until_complete(predictor.run(image=Path(path), **{**inputs, **options}))
 
 
 def test_all_faces_of_a_photo_go_through_the_encoder_in_one_call(predictor, yunet_model, astronaut, tmp_path):
@@ -60,24 +73,23 @@ def test_top_level_fields_describe_the_largest_face(predictor, yunet_model, astr
     canvas.save(path)
     output = predict(predictor, path, detect_faces=True, return_probabilities=True)
     largest = output.faces[0]
-    assert largest["box"][0] >= 500
+    assert largest.box[0] >= 500
     assert (output.age, output.expected_age, output.age_low, output.age_high) == (
-        largest["age"],
-        largest["expected_age"],
-        largest["age_low"],
-        largest["age_high"],
+        largest.age,
+        largest.expected_age,
+        largest.age_low,
+        largest.age_high,
     )
     assert len(output.probabilities) == 99
 
 
-def test_without_the_detector_model_face_requests_fail_clearly(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-    monkeypatch.setenv("FACE_DETECTOR_MODEL", str(tmp_path / "missing.onnx"))
-    instance = Predictor()
-    instance.setup()
+def test_without_the_detector_model_face_requests_fail_clearly(tiny_model_dir, tmp_path):
+    instance = started(
+        {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "FACE_DETECTOR_MODEL": str(tmp_path / "missing.onnx")}
+    )
     try:
         assert predict(instance, EXAMPLES / "astronaut.png").faces == []
-        with pytest.raises(DetectorUnavailable, match=f"no YuNet model at {tmp_path / 'missing.onnx'}"):
+        with pytest.raises(Refused, match=f"no YuNet model at {tmp_path / 'missing.onnx'}"):
             predict(instance, EXAMPLES / "astronaut.png", detect_faces=True)
     finally:
-        instance.batcher.close()
+        stop(instance)

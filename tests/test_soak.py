@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
+from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri
 from tests.image_corpus import png_bomb, save
@@ -46,7 +47,12 @@ BAD_INPUTS = [
         "it must be at least 16 pixels on each side",
     ),
     ({"image": data_uri(png_bomb(50_000, 50_000))}, "the limit is 120 megapixels"),
-    ({}, "No image was given."),
+    ({}, "Send the photo as 'image'"),
+    ({"image": "/etc/hostname"}, "Send the photo as 'image'"),
+    ({"image": data_uri(hostile.jpeg_scan_bomb())}, "more than 64 progressive scans"),
+    ({"image": data_uri(hostile.jpeg_declared_huge())}, "so it was cut short"),
+    ({"image": data_uri(hostile.png_iccp_bomb(16 << 20))}, "decompresses to more than"),
+    ({"image": data_uri(hostile.tiff_flat())}, "(MAX_DECODED_MB)"),
 ]
 
 
@@ -62,8 +68,9 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
         else:
             plan.append((index, next(good_cycle), None))
 
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}"}
-    with LocalCogServer(env, max_concurrency=32) as server:
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu"}
+    slow = {"image": data_uri(hostile.png_flat()), "detect_faces": True}
+    with LocalCogServer(env) as server:
         assert server.wait_until_ready()["status"] == "READY"
         health_seen: list[str] = []
         stop = threading.Event()
@@ -84,7 +91,12 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
             watcher = threading.Thread(target=watch_health)
             watcher.start()
             started = time.perf_counter()
-            answers = list(clients.map(send, plan[WARM_UP:]))
+            soaking = clients.map(send, plan[WARM_UP:])
+            # In the middle of it, a slow upload is started and cancelled.
+            server.start_prediction(slow, "cancelled-in-the-soak")
+            time.sleep(0.3)
+            cancelled = server.cancel("cancelled-in-the-soak")
+            answers = list(soaking)
             elapsed = time.perf_counter() - started
             stop.set()
             watcher.join()
@@ -106,6 +118,7 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
     assert min(batch_sizes) >= 1 and max(batch_sizes) > 1  # concurrent requests shared batches
     assert health_seen and set(health_seen) == {"READY"}
     assert final_health == "READY"
+    assert cancelled == 200
     growth = rss_after_soak / rss_after_warm_up - 1
     print(
         f"\nsoak: {REQUESTS} requests, {CLIENTS} clients, {elapsed:.1f} s, "
@@ -118,7 +131,9 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
 
 def test_overload_answers_409_and_clients_that_retry_all_succeed(tiny_model_dir):
     photo = {"image": data_uri((EXAMPLES / "astronaut.png").read_bytes())}
-    with LocalCogServer({"CLIP_MODEL": f"local-dir:{tiny_model_dir}"}, max_concurrency=2) as server:
+    with LocalCogServer(
+        {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu"}, max_concurrency=2
+    ) as server:
         assert server.wait_until_ready()["status"] == "READY"
         with ThreadPoolExecutor(8) as clients:
             results = list(clients.map(lambda _: server.predict(photo), range(24)))

@@ -1,0 +1,167 @@
+"""Decode uploads, find faces and crop them in worker processes, so that a hostile file can only
+ever hurt a worker: never the server, which cannot recover if its own process dies.
+
+Each worker is forked from a forkserver that imported only the decoding libraries (no torch, no
+CUDA state), caps its own address space (RLIMIT_AS), and gets a wall-clock deadline per job. A
+worker that overruns its deadline, or whose request is cancelled, is killed and replaced; one that
+ran out of memory or grew large exits after answering and is replaced, so no memory is kept.
+Jobs are a path and the face options; answers are the model's uint8 rows (150 KB a face at 224
+px), never decoded photos.
+"""
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from clip_age import decode_worker
+from clip_age.images import InvalidImage
+from clip_age.limits import DecodeLimits, PoolLimits
+from clip_age.options import FaceRequest
+from clip_age.pipeline import Prepared
+from clip_age.preprocess import InputSpec
+
+log = logging.getLogger(__name__)
+
+
+class DecodeFailed(RuntimeError):
+    """A worker died, overran its deadline or its memory: the upload cannot be used as sent."""
+
+
+class DecodePool:
+    """A fixed number of decode workers shared by the concurrent requests of one event loop."""
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        detector_model: Path | None,
+        decode_limits: DecodeLimits,
+        limits: PoolLimits,
+    ) -> None:
+        self._config = decode_worker.WorkerConfig(spec, detector_model, decode_limits, limits.memory_bytes)
+        self._limits = limits
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["clip_age.decode_worker"])
+        # One thread per worker waits on that worker's pipe, so the event loop never blocks.
+        self._waiters = ThreadPoolExecutor(limits.workers, thread_name_prefix="decode-wait")
+        self._closed = False
+        # Idle workers. Made on the event loop at the first request (setup runs outside it).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._started = [_Worker(self._context, self._config) for _ in range(limits.workers)]
+
+    async def prepare(self, path: str, faces: FaceRequest | None) -> Prepared:
+        """Model rows for the photo at path (a file this server made for the request)."""
+        worker = await self._acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            status, payload, retire = await loop.run_in_executor(
+                self._waiters, worker.run, (path, faces), self._limits.timeout_s
+            )
+        except asyncio.CancelledError:
+            # The prediction was cancelled: stop its decode now, not when it would have finished.
+            self._replace(worker, "its request was stopped")
+            raise
+        except _Overran:
+            self._replace(worker, "it overran its deadline")
+            raise DecodeFailed(
+                f"Decoding the photo took longer than {self._limits.timeout_s:g} s, the limit "
+                "(DECODE_TIMEOUT_S). Send a smaller or simpler photo: an ordinary JPEG or PNG."
+            ) from None
+        except _Died:
+            self._replace(worker, "it died")
+            raise DecodeFailed(
+                "The photo could not be decoded: the decoder stopped on it. Export or save the "
+                "photo again as an ordinary JPEG or PNG and re-upload it."
+            ) from None
+        if retire:
+            self._replace(worker, "it held on to memory")
+        else:
+            self._release(worker)
+        if status == "refused":
+            raise InvalidImage(payload)
+        pixels, faces_found = payload
+        return Prepared(pixels, faces_found)
+
+    def close(self) -> None:
+        self._closed = True
+        workers = list(self._started)
+        while self._idle is not None and not self._idle.empty():
+            workers.append(self._idle.get_nowait())
+        for worker in workers:
+            worker.kill()
+        self._waiters.shutdown(wait=False, cancel_futures=True)
+
+    async def _acquire(self) -> "_Worker":
+        if self._idle is None:
+            self._loop, self._idle = asyncio.get_running_loop(), asyncio.Queue()
+            for worker in self._started:
+                self._idle.put_nowait(worker)
+            self._started = []
+        while True:
+            worker = await self._idle.get()
+            if worker.alive():
+                return worker
+            # Killed while idle (by the kernel's OOM killer, say): no request should pay for it.
+            self._replace(worker, "it had died while idle")
+
+    def _release(self, worker: "_Worker") -> None:
+        """Give a worker back; callable from any thread."""
+        if self._closed:
+            worker.kill()
+        else:
+            self._loop.call_soon_threadsafe(self._idle.put_nowait, worker)
+
+    def _replace(self, worker: "_Worker", why: str) -> None:
+        log.info("Replacing a decode worker: %s.", why)
+
+        def replace() -> None:
+            worker.kill()
+            if not self._closed:
+                self._release(_Worker(self._context, self._config))
+
+        # Killing and starting processes takes milliseconds: off the event loop and off the
+        # request's time.
+        threading.Thread(target=replace, name="decode-replace", daemon=True).start()
+
+
+class _Overran(Exception):
+    pass
+
+
+class _Died(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self, context, config: "decode_worker.WorkerConfig") -> None:
+        parent, child = context.Pipe()
+        self._process = context.Process(target=decode_worker.serve, args=(child, config), daemon=True)
+        self._process.start()
+        child.close()
+        self._connection: Connection = parent
+        # The worker answers once it has set its memory cap and loaded the face detector.
+        if not parent.poll(60) or parent.recv() != decode_worker.READY:
+            self.kill()
+            raise RuntimeError("A decode worker did not start.")
+
+    def run(self, job: tuple, timeout_s: float) -> tuple:
+        """The worker's answer: (status, payload, retire). Raises _Overran or _Died."""
+        try:
+            self._connection.send(job)
+            if not self._connection.poll(timeout_s):
+                raise _Overran()
+            return self._connection.recv()
+        except (EOFError, OSError):
+            raise _Died() from None
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def kill(self) -> None:
+        """Stop the process; the pipe closes once nothing waits on it any more."""
+        self._process.kill()
+        self._process.join(timeout=5)
