@@ -30,14 +30,17 @@ def load(
     pretrained: str | None = None,
     *,
     device: str | None = None,
+    cpu_precision: str | None = None,
     templates: Sequence[str] | None = None,
 ) -> AgeEstimator:
     """Load CLIP and embed the age prompts once.
 
-    model is an open_clip model name ("ViT-L-14", "ViT-B-32", ...), or "local-dir:/folder" with
-    open_clip_config.json and weights; pretrained is an open_clip weights tag or a checkpoint
-    file. Left out, they come from CLIP_MODEL and CLIP_PRETRAINED (default ViT-L-14, openai).
-    Weights are read from local disk only (see the README's Weights section).
+    model is an open_clip model name ("ViT-L-14", "ViT-B-32", ...), "hf-hub:org/repo", or
+    "local-dir:/folder" with open_clip_config.json and weights; pretrained is an open_clip
+    weights tag or a checkpoint file. device is "auto", "cuda" or "cpu"; cpu_precision is
+    "auto", "bf16", "int8" or "fp32". Left out, each comes from its environment variable
+    (CLIP_MODEL, CLIP_PRETRAINED, CLIP_DEVICE, CLIP_CPU_PRECISION; see the README).
+    Weights are read from local disk only: `clip-age download` fetches them.
     """
     from clip_age.estimator import AgeEstimator
     from clip_age.settings import Settings
@@ -49,7 +52,8 @@ def load(
         settings.clip_pretrained if pretrained is None else pretrained,
         weights_dir=settings.weights_dir,
         templates=TEMPLATES if templates is None else templates,
-        device=device,
+        device=settings.device if device is None else device,
+        cpu_precision=settings.cpu_precision if cpu_precision is None else cpu_precision,
     )
 
 
@@ -71,12 +75,12 @@ def predict(
 
     from clip_age import pipeline
     from clip_age.faces import FaceDetector
+    from clip_age.options import face_request
     from clip_age.settings import Settings
 
+    request = face_request(min_face_size, max_faces)
     detector = FaceDetector(Settings.from_env().face_detector_model) if faces else None
-    prepared = [
-        pipeline.prepare(photo, estimator.input_spec, detector, min_face_size, max_faces) for photo in photos
-    ]
+    prepared = [pipeline.prepare(photo, estimator.input_spec, detector, request) for photo in photos]
     if not prepared:
         return []
     distributions = estimator.predict_pixels(np.concatenate([one.pixels for one in prepared]))

@@ -2,15 +2,18 @@
 
 import logging
 import threading
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import open_clip  # noqa: E402, I001  (after weights, on purpose)
+import open_clip
 import torch
 from PIL import Image
 
-from clip_age import weights  # first: it keeps open_clip's Hugging Face client offline
+from clip_age import compute, gpu_path, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
 from clip_age.settings import DEFAULT_WEIGHTS_DIR
@@ -19,11 +22,9 @@ from prompts import AGES, TEMPLATES, prompt_grid
 log = logging.getLogger(__name__)
 
 LOW_QUANTILE, HIGH_QUANTILE = 0.1, 0.9
-# Batch sizes replayed from CUDA graphs; a request pads up to the next one.
-GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 # Bounds the activations of one forward pass; larger batches run in chunks.
 MAX_CHUNK = 256
-_STATS = 4  # age, expected age, low, high follow the probabilities in one packed row
+_STATS = 4  # age, expected age, low, high follow the probabilities in one row
 
 
 class AgeEstimator:
@@ -36,17 +37,27 @@ class AgeEstimator:
         *,
         weights_dir: Path = DEFAULT_WEIGHTS_DIR,
         templates: Sequence[str] = TEMPLATES,
-        device: str | None = None,
+        device: str = "auto",
+        cpu_precision: str = "auto",
         cuda_graphs: bool = True,
     ) -> None:
-        self.device = torch.device(device or _default_device())
+        self.device = compute.resolve_device(device)
         on_cuda = self.device.type == "cuda"
-        # fp16 halves the GPU's work; the CPU has no fast fp16 path and keeps fp32.
-        self.dtype = torch.float16 if on_cuda else torch.float32
         spec = weights.locate(model_name, pretrained, weights_dir)
-        model = weights.create(spec, str(self.device), "fp16" if on_cuda else "fp32")
-        self.model = model.eval().requires_grad_(False)
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.precision = (
+            compute.Precision("fp16", "a GPU") if on_cuda else compute.cpu_precision(cpu_precision)
+        )
+        if on_cuda:
+            self.clip = _Clip(weights.create(spec, self.device, "fp16"), torch.float16)
+        elif self.precision.name == "bf16":
+            self.clip = _Clip(weights.create(spec, self.device, "pure_bf16"), torch.bfloat16)
+        elif self.precision.name == "int8":
+            self.clip = _Clip(
+                _quantize_linear_layers(weights.create(spec, self.device, "fp32")), torch.float32
+            )
+        else:
+            self.clip = _Clip(weights.create(spec, self.device, "fp32"), torch.float32)
+        self.tokenizer = open_clip.get_tokenizer(spec.model_name)
 
         cfg = self.model.visual.preprocess_cfg
         size = cfg["size"]
@@ -57,18 +68,33 @@ class AgeEstimator:
         )
         mean = torch.tensor(cfg["mean"], device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(cfg["std"], device=self.device).view(1, 3, 1, 1)
-        # (x / 255 - mean) / std as one multiply-add on the device.
-        self._scale = (1.0 / (255.0 * std)).to(self.dtype)
-        self._shift = (-mean / std).to(self.dtype)
+        # (x / 255 - mean) / std as one multiply-add, in fp32 whatever the model computes in.
+        self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
         self._ages = torch.tensor(AGES, dtype=torch.float32, device=self.device)
         self._quantiles = torch.tensor(
             [[LOW_QUANTILE, HIGH_QUANTILE]], dtype=torch.float32, device=self.device
         )
         with torch.inference_mode():
-            self.logit_scale = float(self.model.logit_scale.exp())
-        self.prompt_embeddings = self.embed_prompts(templates)
+            self.logit_scale = float(self.model.logit_scale.float().exp())
+        self.templates = list(templates)
+        self.prompt_embeddings = self.embed_prompts(self.templates)
         self._lock = threading.Lock()
-        self._graphs = self._capture_graphs() if on_cuda and cuda_graphs else None
+        self._forward: gpu_path.Forward = partial(self._rows, self.clip, self.prompt_embeddings)
+        place = "GPU" if on_cuda else "CPU"
+        self.serving = f"{self.precision.name} on the {place} ({self.precision.reason})"
+        if on_cuda:
+            self._choose_gpu_path(
+                _Clip(weights.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
+            )
+        log.info("CLIP serves %s.", self.serving)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.clip.module
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip.dtype
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -79,7 +105,7 @@ class AgeEstimator:
         return to_model_input(image, self.input_spec)
 
     def predict(self, images: Sequence[Image.Image]) -> list[AgeDistribution]:
-        """One distribution per RGB image, in order."""
+        """One distribution per upright RGB image, in order."""
         if not images:
             return []
         return self.predict_pixels(np.stack([self.preprocess(image) for image in images]))
@@ -92,26 +118,24 @@ class AgeEstimator:
                 f"Expected uint8 pixels of shape (batch, {', '.join(map(str, self.input_shape))}), "
                 f"got {batch.dtype} {tuple(batch.shape)}."
             )
-        rows = [self._predict_chunk(chunk) for chunk in batch.split(MAX_CHUNK)]
+        rows = [self._rows_for_chunk(chunk) for chunk in batch.split(MAX_CHUNK)]
         return _unpack(torch.cat(rows).numpy()) if rows else []
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Unit-length image embeddings (float32, on the device) for preprocessed pixels."""
         batch = torch.as_tensor(pixels)
-        parts = [self._embed(chunk.to(self.device)) for chunk in batch.split(MAX_CHUNK)]
+        parts = [self._embed(self.clip, chunk.to(self.device)) for chunk in batch.split(MAX_CHUNK)]
         return torch.cat(parts).float()
 
-    @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Unit-length text embeddings (float32, on the device)."""
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return self.model.encode_text(tokens, normalize=True).float()
+        return self._encode_text(self.clip, texts)
 
-    def embed_prompts(self, templates: Sequence[str]) -> torch.Tensor:
+    def embed_prompts(self, templates: Sequence[str], clip: "_Clip | None" = None) -> torch.Tensor:
         """One unit vector per age: each template's embedding, averaged over templates."""
         grid = prompt_grid(templates)
-        flat = self.encode_text([prompt for row in grid for prompt in row])
+        flat = self._encode_text(clip or self.clip, [prompt for row in grid for prompt in row])
         per_template = flat.view(len(grid), len(AGES), -1)
         return torch.nn.functional.normalize(per_template.mean(dim=0), dim=-1)
 
@@ -124,30 +148,69 @@ class AgeEstimator:
         logits = self.logit_scale * embeddings.float().to(self.device) @ prompts.float().T
         return _unpack(age_statistics(logits, self._ages, self._quantiles).cpu().numpy())
 
-    def _capture_graphs(self) -> "_CudaGraphs | None":
-        try:
-            return _CudaGraphs(self._forward, GRAPH_BATCH_SIZES, self.input_shape)
-        # Some open_clip towers hold operations a graph cannot capture (host syncs, dynamic
-        # shapes); such a model still serves, eagerly, rather than failing setup.
-        except RuntimeError as error:
-            log.warning("CUDA graph capture failed, running without graphs: %s", error)
-            torch.cuda.synchronize()
-            return None
-
-    def _predict_chunk(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _rows_for_chunk(self, pixels: torch.Tensor) -> torch.Tensor:
         with self._lock:
-            if self._graphs is not None and self._graphs.fits(len(pixels)):
-                return self._graphs.run(pixels)
-            with torch.inference_mode():
-                return self._forward(pixels.to(self.device, non_blocking=True)).cpu()
+            return self._forward(pixels.to(self.device, non_blocking=True)).cpu()
 
-    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.permute(0, 3, 1, 2).to(self.dtype) * self._scale + self._shift
-        return self.model.encode_image(x, normalize=True)
+    @torch.inference_mode()
+    def _encode_text(self, clip: "_Clip", texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return clip.module.encode_text(tokens, normalize=True).float()
 
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = self.logit_scale * self._embed(pixels).float() @ self.prompt_embeddings.T
+    def _embed(self, clip: "_Clip", pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift
+        return clip.module.encode_image(x.to(clip.dtype), normalize=True)
+
+    @torch.inference_mode()
+    def _rows(self, clip: "_Clip", prompts: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The model's rows for uint8 pixels on the device: probabilities, then the 4 stats."""
+        logits = self.logit_scale * self._embed(clip, pixels).float() @ prompts.T
         return age_statistics(logits, self._ages, self._quantiles)
+
+    def _choose_gpu_path(self, reference: "_Clip", cuda_graphs: bool) -> None:
+        reference_prompts = self.embed_prompts(self.templates, reference)
+        fp32 = partial(self._rows, reference, reference_prompts)
+
+        def capture() -> gpu_path.CudaGraphs:
+            return gpu_path.CudaGraphs(self._forward, gpu_path.GRAPH_BATCH_SIZES, self.input_shape)
+
+        probe = torch.from_numpy(gpu_path.probe_images(self.input_spec.size)).to(self.device)
+        choice = gpu_path.choose(probe, fp32, self._forward, capture if cuda_graphs else None)
+        if choice.name == "fp32":
+            self.clip, self.prompt_embeddings = reference, reference_prompts
+        del reference, reference_prompts, fp32
+        torch.cuda.empty_cache()
+        self._forward = choice.forward
+        self.serving = f"{choice.name} on the GPU (checked against fp32 at setup)"
+        for reason in choice.reasons:
+            log.warning("%s", reason)
+            self.serving += f"; {reason}"
+
+
+@dataclass(frozen=True)
+class _Clip:
+    """CLIP in one number format: the module, and the dtype its inputs are given in."""
+
+    module: torch.nn.Module
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        self.module.eval().requires_grad_(False)
+
+
+def _quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """int8 weights for every Linear layer, activations quantised on the fly (CPU only)."""
+    with warnings.catch_warnings():
+        # torch marks its eager quantisation API deprecated in favour of torchao; it still
+        # works in the pinned torch and is what was measured (BENCHMARKS.md).
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    # open_clip reads its blocks' dtype from mlp.c_fc.weight, a method once quantised; this is the
+    # attribute open_clip itself consults for int8 layers.
+    for module in quantized.modules():
+        if hasattr(module, "mlp") and hasattr(module.mlp, "c_fc"):
+            module.mlp.c_fc.int8_original_dtype = torch.float32
+    return quantized
 
 
 def age_statistics(logits: torch.Tensor, ages: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
@@ -181,49 +244,3 @@ def _unpack(rows: np.ndarray) -> list[AgeDistribution]:
             )
         )
     return results
-
-
-def _default_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    log.warning("CUDA is not available: running CLIP on the CPU in fp32, which is much slower.")
-    return "cpu"
-
-
-class _CudaGraphs:
-    """The forward pass captured as CUDA graphs, one per batch size, replayed per request.
-
-    A ViT forward pass is hundreds of small kernels; at batch 1 launching them costs more
-    than running them. Capture happens once at setup so no request pays for it.
-    """
-
-    def __init__(self, forward, batch_sizes: Sequence[int], input_shape: tuple[int, ...]) -> None:
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        pool = torch.cuda.graph_pool_handle()
-        with torch.inference_mode():
-            for size in sorted(batch_sizes, reverse=True):
-                static_input = torch.zeros((size, *input_shape), dtype=torch.uint8, device="cuda")
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        forward(static_input)
-                torch.cuda.current_stream().wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    static_output = forward(static_input)
-                self._graphs[size] = (graph, static_input, static_output)
-        torch.cuda.synchronize()
-        self._sizes = sorted(self._graphs)
-
-    def fits(self, count: int) -> bool:
-        return 0 < count <= self._sizes[-1]
-
-    def run(self, pixels: torch.Tensor) -> torch.Tensor:
-        count = len(pixels)
-        size = next(size for size in self._sizes if size >= count)
-        graph, static_input, static_output = self._graphs[size]
-        # Rows past `count` keep the previous request's pixels; their outputs are dropped.
-        static_input[:count].copy_(pixels, non_blocking=True)
-        graph.replay()
-        return static_output[:count].cpu()

@@ -1,5 +1,6 @@
 import copy
 import re
+import socket
 
 import open_clip
 import pytest
@@ -34,7 +35,7 @@ def openai_style_tag(monkeypatch, tmp_path):
 
 def test_openai_weights_load_from_the_local_file_with_quick_gelu(openai_style_tag):
     name, weights_dir, trained = openai_style_tag
-    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu")
+    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu", cpu_precision="fp32")
     activations = {type(m) for m in estimator.model.modules() if "GELU" in type(m).__name__}
     assert activations == {QuickGELU}
     for key, value in trained.state_dict().items():
@@ -49,12 +50,12 @@ def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(tmp_pa
     assert spec.options["image_interpolation"] == "bicubic"
 
 
-def test_missing_weights_name_the_path_looked_in_and_how_to_provide_them(tmp_path):
+def test_missing_weights_name_the_places_looked_in_and_the_download_command(tmp_path):
     with pytest.raises(weights.WeightsError) as raised:
         AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
     message = str(raised.value)
-    assert f"looked for {tmp_path / 'ViT-B-32.pt'} and in the Hugging Face cache" in message
-    assert "build time" in message and "CLIP_MODEL=local-dir:" in message
+    assert f"looked for {tmp_path / 'ViT-B-32.pt'}, in the Hugging Face cache" in message
+    assert message.endswith("Fetch them once with: clip-age download --model ViT-B-32 --pretrained openai")
 
 
 def test_missing_local_dir_is_explained(tmp_path):
@@ -63,8 +64,23 @@ def test_missing_local_dir_is_explained(tmp_path):
 
 
 def test_unknown_tag_lists_the_known_ones(tmp_path):
-    with pytest.raises(weights.WeightsError, match=r"Known tags: \[.*'openai'.*\]"):
+    with pytest.raises(
+        weights.WeightsError,
+        match=r"is not a weights tag open_clip knows for ViT-B-32, nor a file\. Tags for ViT-B-32: openai, ",
+    ):
         weights.locate("ViT-B-32", "not-a-tag", tmp_path)
+
+
+def test_an_unknown_model_is_named_as_the_model_not_the_weights(tmp_path):
+    with pytest.raises(weights.WeightsError) as raised:
+        weights.locate("banana", "openai", tmp_path)
+    assert str(raised.value).startswith("CLIP_MODEL='banana' is not a model open_clip knows.")
+
+
+def test_a_missing_checkpoint_file_is_not_found(tmp_path):
+    with pytest.raises(weights.WeightsError) as raised:
+        weights.locate("ViT-B-32", str(tmp_path / "ViT-B-32.pt"), tmp_path)
+    assert str(raised.value) == f"CLIP_PRETRAINED={tmp_path / 'ViT-B-32.pt'}: no such file."
 
 
 def test_hf_hub_file_names_follow_open_clip():
@@ -105,3 +121,72 @@ def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, tiny_
         weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"
     ):
         AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_clear_error_without_warnings(tmp_path, recwarn):
+    wrong = tmp_path / "mine.pt"
+    wrong.write_bytes(b"not a checkpoint")
+    with pytest.raises(weights.WeightsError) as raised:
+        AgeEstimator("ViT-B-32", str(wrong), weights_dir=tmp_path, device="cpu")
+    assert str(raised.value).startswith(f"Could not load CLIP weights {wrong} for CLIP_MODEL=ViT-B-32: ")
+    assert "clip-age download" in str(raised.value)
+    assert [str(w.message) for w in recwarn] == []
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection or name lookup fails the test, with the Hugging Face client online."""
+    import huggingface_hub.constants
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"setup reached for the network: {args[1:] or kwargs}")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def hub_cache(root, repo_id: str, files: dict[str, bytes]):
+    """A Hugging Face cache holding these files of repo_id, laid out as huggingface_hub does."""
+    folder = root / f"models--{repo_id.replace('/', '--')}"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    snapshot = folder / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+    return snapshot
+
+
+def test_setup_resolves_a_tag_to_a_local_file_without_the_network(openai_style_tag, no_network):
+    name, weights_dir, _ = openai_style_tag
+    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu")
+    assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
+
+
+def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(
+    tiny_model_dir, tmp_path, monkeypatch, no_network
+):
+    import huggingface_hub.constants
+
+    files = {path.name: path.read_bytes() for path in tiny_model_dir.iterdir()}
+    snapshot = hub_cache(tmp_path, "someone/tiny-clip", files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    spec = weights.locate("hf-hub:someone/tiny-clip", None, tmp_path)
+    assert spec.model_name == f"local-dir:{snapshot}"
+    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, weights_dir=tmp_path, device="cpu")
+    assert estimator.input_shape == (224, 224, 3)
+
+
+def test_an_hf_hub_model_not_in_the_cache_names_the_download_command(tmp_path, monkeypatch, no_network):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(weights.WeightsError) as raised:
+        weights.locate("hf-hub:someone/elsewhere", None, tmp_path)
+    assert str(raised.value) == (
+        "CLIP_MODEL=hf-hub:someone/elsewhere: not in the Hugging Face cache (setup never downloads). "
+        "Fetch it first: clip-age download --model hf-hub:someone/elsewhere"
+    )

@@ -17,20 +17,28 @@ TINY_CONFIG = {
 }
 
 
-def save_model_dir(model: torch.nn.Module, config: dict[str, Any], folder: Path) -> Path:
-    """open_clip_config.json and open_clip_model.safetensors, loadable as local-dir:folder."""
+def save_model_dir(
+    model: torch.nn.Module, config: dict[str, Any], folder: Path, preprocess: dict[str, Any] | None = None
+) -> Path:
+    """open_clip_config.json and open_clip_model.safetensors, loadable as local-dir:folder.
+    preprocess: open_clip's preprocess_cfg keys (mean, std, interpolation, resize_mode)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": config, "preprocess_cfg": {}}, indent=2)
+        json.dumps({"model_cfg": config, "preprocess_cfg": preprocess or {}}, indent=2)
     )
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
     return folder
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+def build_tiny_model(
+    folder: Path, seed: int = 0, image_size: int = 224, preprocess: dict[str, Any] | None = None
+) -> Path:
+    """A tiny random-init model; image_size (a multiple of 32) and preprocess vary what the
+    model asks of its input, as real open_clip models do."""
+    config = {**TINY_CONFIG, "vision_cfg": {**TINY_CONFIG["vision_cfg"], "image_size": image_size}}
     torch.manual_seed(seed)
-    return save_model_dir(open_clip.model.CLIP(**TINY_CONFIG), TINY_CONFIG, folder)
+    return save_model_dir(open_clip.model.CLIP(**config), config, folder, preprocess)
 
 
 def build_random_model(model_name: str, folder: Path, seed: int = 0) -> Path:
