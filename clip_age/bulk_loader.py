@@ -12,22 +12,8 @@ from torch.utils.data import DataLoader, Dataset
 from clip_age import pipeline
 from clip_age.faces import Face, FaceDetector
 from clip_age.images import InvalidImage
-from clip_age.pipeline import FaceOptions
+from clip_age.options import FaceRequest
 from clip_age.preprocess import InputSpec
-
-IMAGE_SUFFIXES = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".gif",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".heic",
-    ".heif",
-    ".avif",
-}
 
 
 @dataclass(frozen=True)
@@ -41,24 +27,17 @@ class Item:
     error: str | None = None
 
 
-def expand(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """Files as given, and the image files inside folders (recursively, sorted)."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(
-                str(file)
-                for file in path.rglob("*")
-                if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
-            )
-        else:
-            found.append(str(path))
-    return found
+@dataclass(frozen=True)
+class FaceSearch:
+    """Asking for one age per face: the YuNet model file, and which faces count."""
+
+    detector_model: Path
+    request: FaceRequest = FaceRequest()
 
 
 class _Photos(Dataset):
-    def __init__(self, paths: Sequence[str], spec: InputSpec, face_options: FaceOptions | None) -> None:
-        self.paths, self.spec, self.face_options = list(paths), spec, face_options
+    def __init__(self, paths: Sequence[str], spec: InputSpec, faces: FaceSearch | None) -> None:
+        self.paths, self.spec, self.faces = list(paths), spec, faces
         self._detector: FaceDetector | None = None
 
     def __len__(self) -> int:
@@ -67,13 +46,10 @@ class _Photos(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray | None, Item]:
         path = self.paths[index]
         try:
-            options = self.face_options
-            if options is None:
+            if self.faces is None:
                 prepared = pipeline.prepare(path, self.spec)
             else:
-                prepared = pipeline.prepare(
-                    path, self.spec, self._face_detector(), options.min_face_size, options.max_faces
-                )
+                prepared = pipeline.prepare(path, self.spec, self._face_detector(), self.faces.request)
         except InvalidImage as error:
             return None, Item(index, path, error=str(error))
         return prepared.pixels, Item(index, path, len(prepared.pixels), tuple(prepared.faces))
@@ -81,7 +57,7 @@ class _Photos(Dataset):
     def _face_detector(self) -> FaceDetector:
         # Made inside each worker process: OpenCV's network is not shared across a fork.
         if self._detector is None:
-            self._detector = FaceDetector(self.face_options.detector_model)
+            self._detector = FaceDetector(self.faces.detector_model)
         return self._detector
 
 
@@ -96,18 +72,18 @@ def batches(
     spec: InputSpec,
     batch_size: int = 64,
     workers: int | None = None,
-    face_options: FaceOptions | None = None,
+    faces: FaceSearch | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[Item]]]:
     """Batches of (uint8 pixels (rows, size, size, 3), the items those rows belong to, in order).
 
     Decoding runs in `workers` processes, ahead of the consumer, so the GPU does not wait for
     the CPU; on CUDA the batches arrive in pinned memory for a fast copy.
     """
-    if face_options is not None:
-        FaceDetector(face_options.detector_model)  # a missing model fails here, not once per file
+    if faces is not None:
+        FaceDetector(faces.detector_model)  # a missing model fails here, not once per file
     workers = min(16, os.cpu_count() or 1) if workers is None else workers
     loader = DataLoader(
-        _Photos(paths, spec, face_options),
+        _Photos(paths, spec, faces),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,

@@ -1,13 +1,20 @@
+"""The clip-age command as a newcomer uses it: answers, per-face rows, drawings, and a clear
+one-line message with exit status 2 for every mistake, before the model loads."""
+
 import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
+import clip_age
 from clip_age import cli
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, REPO
 
 
 @pytest.fixture
@@ -18,98 +25,208 @@ def folder(tmp_path):
     shutil.copy(EXAMPLES / "astronaut_face.jpg", photos / "nested" / "b_face.jpg")
     (photos / "c_broken.jpg").write_bytes(b"%PDF-1.4 pretending")
     (photos / "readme.txt").write_text("not picked up: not an image suffix")
+    shutil.copy(EXAMPLES / "coffee.png", photos / "d_coffee.png")
     return photos
 
 
-def run(tiny_model_dir, *args):
+@pytest.fixture
+def model(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
+    monkeypatch.setenv("CLIP_DEVICE", "cpu")
+    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
+    return tiny_model_dir
+
+
+def run(*args):
     out = io.StringIO()
-    status = cli.main(["predict", "--model", f"local-dir:{tiny_model_dir}", "--device", "cpu", *args], out)
+    status = cli.main(["predict", *args], out)
     return status, out.getvalue()
 
 
-def test_predict_a_folder_prints_one_json_line_per_photo_in_order(tiny_model_dir, folder):
-    status, output = run(tiny_model_dir, "--workers", "2", str(folder))
-    records = [json.loads(line) for line in output.splitlines()]
-    assert [r["path"] for r in records] == [
+def records(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def test_predict_a_folder_prints_one_json_line_per_photo_in_order(model, folder, capsys):
+    status, output = run("--workers", "2", str(folder))
+    found = records(output)
+    assert [r["path"] for r in found] == [
         str(folder / "a_astronaut.png"),
         str(folder / "c_broken.jpg"),
+        str(folder / "d_coffee.png"),
         str(folder / "nested" / "b_face.jpg"),
     ]
-    good = records[0]
-    assert set(good) == {"path", "age", "expected_age", "age_low", "age_high", "faces"}
-    assert 1 <= good["age_low"] <= good["age_high"] <= 99
-    assert records[1] == {
+    assert set(found[0]) == {"path", "age", "expected_age", "age_low", "age_high", "faces"}
+    assert found[1] == {
         "path": str(folder / "c_broken.jpg"),
         "error": "The file is not an image we can read (it looks like a PDF document). "
         "Accepted formats: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF.",
     }
-    assert "age" in records[2]
     assert status == 1  # one photo failed; the others were still predicted
+    assert capsys.readouterr().err.strip().endswith("3 photos predicted, 1 failed")
 
 
-def test_predict_matches_the_estimator(tiny_model_dir, estimator):
-    status, output = run(tiny_model_dir, "--probabilities", str(EXAMPLES / "coffee.png"))
-    [record] = [json.loads(line) for line in output.splitlines()]
-    [direct] = estimator.predict([Image.open(EXAMPLES / "coffee.png").convert("RGB")])
+def test_predict_matches_the_python_api(model, capsys):
+    status, output = run("--probabilities", str(EXAMPLES / "coffee.png"))
+    [record] = records(output)
+    [direct] = clip_age.predict(clip_age.load(), [EXAMPLES / "coffee.png"])
     assert status == 0
     assert record["age"] == direct.age
-    assert record["probabilities"] == pytest.approx(direct.probabilities.tolist(), abs=1e-6)
+    assert record["probabilities"] == pytest.approx(direct.ages.probabilities.tolist(), abs=1e-6)
+    assert capsys.readouterr().err.strip().endswith("1 photo predicted, 0 failed")
 
 
-def test_predict_csv(tiny_model_dir, folder):
-    _, output = run(tiny_model_dir, "--csv", "--workers", "0", str(folder))
-    rows = list(csv.DictReader(io.StringIO(output)))
-    assert list(rows[0]) == ["path", "age", "expected_age", "age_low", "age_high", "faces", "error"]
-    assert [bool(row["error"]) for row in rows] == [False, True, False]
-    assert rows[0]["faces"] == "0" and rows[0]["age"].isdigit()
-
-
-def test_faces_with_the_cli(tiny_model_dir, yunet_model, tmp_path):
+def group_photo(path):
     astronaut = Image.open(EXAMPLES / "astronaut.png").convert("RGB")
     canvas = Image.new("RGB", (1024, 512), "white")
     canvas.paste(astronaut, (0, 0))
     canvas.paste(astronaut.resize((384, 384)), (600, 60))
-    canvas.save(tmp_path / "two.jpg", quality=92)
-    _, output = run(tiny_model_dir, "--faces", "--detector", str(yunet_model), str(tmp_path / "two.jpg"))
-    [record] = [json.loads(line) for line in output.splitlines()]
-    assert len(record["faces"]) == 2
-    first, second = record["faces"]
-    assert first["box"][2] * first["box"][3] > second["box"][2] * second["box"][3]
-    assert first["box"][0] < 512 <= second["box"][0]
-    assert record["age"] == first["age"]
+    canvas.save(path, quality=92)
+    return path
 
 
-def test_a_missing_detector_is_one_clear_line(tiny_model_dir, tmp_path, capsys):
-    status, _ = run(tiny_model_dir, "--faces", "--detector", str(tmp_path / "none.onnx"), str(EXAMPLES))
-    assert status == 2
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .endswith(
-            f"error: Face detection is unavailable: no YuNet model at {tmp_path / 'none.onnx'}. "
-            "Set FACE_DETECTOR_MODEL to a YuNet .onnx file, or leave it unset to use the one that ships with clip_age."
-        )
+def test_csv_with_faces_has_one_row_per_face_and_a_row_saying_so_for_a_photo_without(model, folder):
+    group_photo(folder / "e_two.jpg")
+    status, output = run("--csv", "--faces", "--workers", "0", str(folder))
+    rows = list(csv.DictReader(io.StringIO(output)))
+    assert list(rows[0]) == cli_columns()
+    by_photo: dict[str, list[dict]] = {}
+    for row in rows:
+        by_photo.setdefault(row["path"].rsplit("/", 1)[-1], []).append(row)
+    assert [row["face"] for row in by_photo["e_two.jpg"]] == ["0", "1"]
+    first, second = by_photo["e_two.jpg"]
+    assert int(first["width"]) * int(first["height"]) > int(second["width"]) * int(second["height"])
+    assert int(first["x"]) < 512 <= int(second["x"]) and float(first["score"]) > 0.5
+    [coffee] = by_photo["d_coffee.png"]
+    assert coffee["face"] == "" and coffee["note"] == "no face found: the ages are the whole photo's"
+    assert coffee["age"].isdigit()
+    [broken] = by_photo["c_broken.jpg"]
+    assert broken["error"].startswith("The file is not an image we can read") and broken["age"] == ""
+    assert status == 1
+
+
+def cli_columns() -> list[str]:
+    from clip_age.outputs import CSV_COLUMNS
+
+    return CSV_COLUMNS
+
+
+def test_json_with_faces_says_when_no_face_was_found(model):
+    _, output = run("--faces", str(EXAMPLES / "coffee.png"), str(EXAMPLES / "astronaut.png"))
+    coffee, astronaut = records(output)
+    assert coffee["faces"] == [] and coffee["note"] == "no face found: the ages are the whole photo's"
+    assert len(astronaut["faces"]) == 1 and "note" not in astronaut
+
+
+def test_require_face_skips_photos_without_one(model, capsys):
+    status, output = run(
+        "--faces", "--require-face", str(EXAMPLES / "coffee.png"), str(EXAMPLES / "astronaut.png")
     )
-
-
-def test_evaluate_command_prints_a_table(tiny_model_dir, tmp_path, capsys):
-    for age in (20, 30):
-        shutil.copy(EXAMPLES / "astronaut_face.jpg", tmp_path / f"{age}_1_0_2017.jpg")
-    status = cli.main(
-        [
-            "evaluate",
-            str(tmp_path),
-            "--model",
-            f"local-dir:{tiny_model_dir}",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
-    printed = capsys.readouterr().out
+    assert [r["path"] for r in records(output)] == [str(EXAMPLES / "astronaut.png")]
     assert status == 0
-    assert printed.splitlines()[0] == "n=2  unreadable=0  labels=age"
-    assert (tmp_path / "out" / "metrics.json").is_file()
+    assert capsys.readouterr().err.strip().endswith("1 photo predicted, 1 skipped (no face), 0 failed")
+
+
+def test_draw_writes_each_photo_with_its_boxes_and_ages(model, folder, tmp_path):
+    group_photo(folder / "e_two.jpg")
+    big = Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((4000, 4000))
+    big.save(folder / "nested" / "f_big.png")
+    drawn = tmp_path / "drawn"
+    status, output = run("--faces", "--draw", str(drawn), "--workers", "0", str(folder))
+    assert status == 1  # the broken file
+    names = sorted(str(path.relative_to(drawn)) for path in drawn.rglob("*.jpg"))
+    assert names == ["a_astronaut.jpg", "d_coffee.jpg", "e_two.jpg", "nested/b_face.jpg", "nested/f_big.jpg"]
+    assert Image.open(drawn / "nested" / "f_big.jpg").size == (2048, 2048)  # capped on its longer side
+    two = Image.open(drawn / "e_two.jpg")
+    assert two.size == (1024, 512)
+    before = np.asarray(Image.open(folder / "e_two.jpg").convert("RGB"), dtype=np.int16)
+    after = np.asarray(two.convert("RGB"), dtype=np.int16)
+    changed = np.abs(after - before).max(axis=2) > 60
+    [record] = [r for r in records(output) if r["path"].endswith("e_two.jpg")]
+    for face in record["faces"]:
+        x, y, width, height = face["box"]
+        assert changed[y + height // 2, max(0, x - 3) : x + 4].any()  # the box's left edge is drawn
+    assert not changed[470:505, 980:1015].any()  # white paper far from both faces is untouched
+
+
+# Mistakes: exit status 2, one line that says what to do, no traceback, and no model loaded.
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--faces", "--min-face-size", "0"],
+            "--min-face-size must be a whole number from 8 to 4096; got 0.",
+        ),
+        (["--faces", "--max-faces", "-1"], "--max-faces must be a whole number from 1 to 50; got -1."),
+        (["--faces", "--max-faces", "0"], "--max-faces must be a whole number from 1 to 50; got 0."),
+        (["--faces", "--max-faces", "500"], "--max-faces must be a whole number from 1 to 50; got 500."),
+        (["--faces", "--max-faces", "ten"], "--max-faces must be a whole number from 1 to 50; got 'ten'."),
+        (["--workers", "-3"], "--workers must be a whole number from 0 to 64; got -3."),
+        (["--batch-size", "0"], "--batch-size must be a whole number from 1 to 4096; got 0."),
+        (["--max-faces", "3"], "--require-face, --min-face-size and --max-faces need --faces."),
+        (["--require-face"], "--require-face, --min-face-size and --max-faces need --faces."),
+        (["--faces", "--detector", str(REPO / "README.md")], "is not a YuNet face detector model"),
+    ],
+)
+def test_bad_options_are_usage_errors_before_the_model_loads(model, monkeypatch, capsys, args, message):
+    monkeypatch.setattr(clip_age, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    status, _ = run(*args, str(EXAMPLES / "coffee.png"))
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("error: ") and message in error and len(error.strip().splitlines()) == 1
+
+
+def test_an_empty_folder_is_a_usage_error(model, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no photos here")
+    assert run(str(tmp_path))[0] == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: No photos in {tmp_path}: give photo files, or folders that hold .jpg"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CLIP_MODEL": "banana"}, "error: CLIP_MODEL='banana' is not a model open_clip knows."),
+        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "/nowhere/ViT-B-32.pt"}, "error: CLIP_PRETRAINED=/nowhere/ViT-B-32.pt: no such file."),
+        ({"CLIP_DEVICE": "cuda"}, "error: CLIP_DEVICE=cuda, but no GPU can be used:"),
+        ({"CLIP_CPU_PRECISION": "fp16"}, "error: CLIP_CPU_PRECISION='fp16' is not valid: use one of auto, bf16, int8, fp32"),
+        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "openai", "CLIP_WEIGHTS_DIR": "/nowhere"}, "clip-age download --model ViT-B-32 --pretrained openai"),
+    ],
+)  # fmt: skip
+def test_setting_mistakes_name_the_right_setting(model, monkeypatch, capsys, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, _ = run(str(EXAMPLES / "coffee.png"))
+    error = capsys.readouterr().err
+    assert status == 2 and message in error and "Traceback" not in error
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_without_warnings(model, monkeypatch, tmp_path):
+    (tmp_path / "weights.pt").write_bytes(b"not a checkpoint at all")
+    env = {"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": str(tmp_path / "weights.pt")}
+    done = subprocess.run(
+        [sys.executable, "-m", "clip_age", "predict", str(EXAMPLES / "coffee.png")],
+        capture_output=True, text=True, env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: Could not load CLIP weights {tmp_path / 'weights.pt'} for CLIP_MODEL=ViT-B-32: "
+    )
+
+
+def test_debug_shows_the_traceback(model, monkeypatch, capsys):
+    monkeypatch.setenv("CLIP_MODEL", "banana")
+    assert run("--debug", str(EXAMPLES / "coffee.png"))[0] == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_help_is_quick_and_lists_every_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "clip_age", "--help"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0
+    assert "{predict,evaluate,download}" in done.stdout
