@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from clip_age.evaluation.datasets import DatasetError, load_dataset
@@ -38,12 +40,93 @@ def test_lap_2016_style_csv_has_sigma(tmp_path):
     assert (dataset.samples[0].age, dataset.samples[0].sigma) == (25.5, 3.2)
 
 
-def test_unusable_labels_are_skipped_with_a_reason(tmp_path):
-    dataset = load_dataset(write(tmp_path / "l.csv", "path,age\na.jpg,31\nb.jpg,unknown\n"))
-    assert len(dataset.samples) == 1
-    assert dataset.skipped == {
-        str(tmp_path / "b.jpg"): "age 'unknown' is neither a number nor a FairFace bin"
+def test_bad_labels_are_listed_by_path_with_a_reason(tmp_path):
+    dataset = load_dataset(
+        write(
+            tmp_path / "l.csv",
+            "path,age,std\na.jpg,31,\nb.jpg,thirty,\nc.jpg,-3,\nd.jpg,121,\ne.jpg,,\nf.jpg,nan,\n"
+            "g.jpg,40,wide\n,50,\nh.jpg,120,\ni.jpg,0,\nj.jpg,40,-1\n",
+        )
+    )
+    assert [(s.path, s.age) for s in dataset.samples] == [
+        (str(tmp_path / name), age) for name, age in [("a.jpg", 31), ("h.jpg", 120), ("i.jpg", 0)]
+    ]
+    assert dataset.bad_labels == {
+        str(tmp_path / "b.jpg"): "age 'thirty' is neither a number nor a FairFace bin",
+        str(tmp_path / "c.jpg"): "age -3 is negative",
+        str(tmp_path / "d.jpg"): "age 121 is over 120",
+        str(tmp_path / "e.jpg"): "no age",
+        str(tmp_path / "f.jpg"): "age 'nan' is neither a number nor a FairFace bin",
+        str(tmp_path / "g.jpg"): "age spread 'wide' is not a number >= 0",
+        str(tmp_path / "j.jpg"): "age spread '-1' is not a number >= 0",
+        f"{tmp_path / 'l.csv'} row 8": "no image path in column 'path'",
     }
+
+
+ROWS = [
+    {"file": "imgs/a.jpg", "age": 31, "box": [1, 2, 3, 4]},
+    {"file": "imgs/b.jpg", "age": "7", "gender": "male", "box": [5, 6, 7, 8]},
+    {"file": "imgs/c.jpg", "age": "thirty", "gender": "male"},
+    {"file": "imgs/d.jpg", "age": -3},
+    {"file": "imgs/e.jpg", "gender": "female"},
+]
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("list.json", json.dumps(ROWS)),
+        ("object.json", json.dumps({"version": 2, "annotations": ROWS})),
+        ("lines.jsonl", "\n".join(json.dumps(row) for row in ROWS) + "\n\n"),
+        ("lines-named.json", "\n".join(json.dumps(row) for row in ROWS)),
+        ("list.txt", "\n  " + json.dumps(ROWS, indent=1)),
+    ],
+)
+def test_json_and_json_lines_label_files(tmp_path, name, text):
+    dataset = load_dataset(write(tmp_path / name, text))
+    assert [(s.path, s.age, s.groups) for s in dataset.samples] == [
+        (str(tmp_path / "imgs/a.jpg"), 31.0, {}),
+        (str(tmp_path / "imgs/b.jpg"), 7.0, {"gender": "male"}),
+    ]
+    assert dataset.bad_labels == {
+        str(tmp_path / "imgs/c.jpg"): "age 'thirty' is neither a number nor a FairFace bin",
+        str(tmp_path / "imgs/d.jpg"): "age -3 is negative",
+        str(tmp_path / "imgs/e.jpg"): "no age",
+    }
+
+
+def test_json_that_is_not_a_list_of_images_is_explained(tmp_path):
+    with pytest.raises(DatasetError, match="'train', 'test'.* hold 2 such lists"):
+        load_dataset(write(tmp_path / "two.json", json.dumps({"train": ROWS, "test": ROWS})))
+    with pytest.raises(DatasetError, match="expected a list of objects"):
+        load_dataset(write(tmp_path / "numbers.json", "[1, 2, 3]"))
+    with pytest.raises(DatasetError, match="bad.jsonl:2: not JSON"):
+        load_dataset(write(tmp_path / "bad.jsonl", '{"path": "a.jpg", "age": 3}\n{"path": \n'))
+    with pytest.raises(DatasetError, match="has no rows"):
+        load_dataset(write(tmp_path / "empty.json", "[]"))
+
+
+@pytest.mark.parametrize("name", ["labels.csv", "labels.json", "labels.jsonl", "one-object.json"])
+def test_columns_can_be_named(tmp_path, name):
+    rows = [{"picture": "a.jpg", "years": "31", "age": "ignored", "site": "x"}]
+    text = {
+        "labels.csv": "picture,years,age,site\na.jpg,31,ignored,x\n",
+        "labels.json": json.dumps(rows),
+        "labels.jsonl": json.dumps(rows[0]),
+        "one-object.json": json.dumps(rows[0], indent=2),
+    }[name]
+    label_file = write(tmp_path / name, text)
+    dataset = load_dataset(label_file, path_column="picture", age_column="years")
+    assert [(s.path, s.age, s.groups) for s in dataset.samples] == [
+        (str(tmp_path / "a.jpg"), 31.0, {"age": "ignored", "site": "x"})
+    ]
+    with pytest.raises(
+        DatasetError,
+        match=r"no column 'Years' \(--age-column\); its columns are \['picture', 'years', 'age', 'site'\]",
+    ):
+        load_dataset(label_file, path_column="picture", age_column="Years")
+    with pytest.raises(DatasetError, match="no image path column.*Name it with --path-column"):
+        load_dataset(label_file)
 
 
 def test_appa_real_folder_uses_face_crops_and_categories(tmp_path):
@@ -81,7 +164,11 @@ def test_utkface_folder(tmp_path):
         (26.0, {"gender": "female", "race": "asian"}),
         (5.0, {"gender": "male", "race": "white"}),
     ]
-    assert list(dataset.skipped) == [str(tmp_path / "notes.txt")]
+    assert dataset.bad_labels == {
+        str(tmp_path / "notes.txt"): "name does not start with AGE_GENDER_RACE_ (UTKFace layout)"
+    }
+    with pytest.raises(DatasetError, match="apply to label files only"):
+        load_dataset(tmp_path, age_column="age")
 
 
 def test_unrecognised_layouts_are_explained(tmp_path):

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from clip_age.evaluation.metrics import age_bin, bin_metrics, decade, epsilon_error, error_metrics
+from clip_age.evaluation.summary import natural_order
 
 TRUE = [10, 20, 30, 40]
 PREDICTED = [12, 15, 30, 52]  # errors +2, -5, 0, +12
@@ -56,3 +57,10 @@ def test_decades():
         "90+",
         "90+",
     ]
+
+
+def test_breakdowns_sort_by_their_first_number():
+    bins = ["more than 70", "3-9", "20-29", "0-2", "10-19"]
+    assert sorted(bins, key=natural_order) == ["0-2", "3-9", "10-19", "20-29", "more than 70"]
+    assert sorted(["90+", "10-19", "0-9"], key=natural_order) == ["0-9", "10-19", "90+"]
+    assert sorted(["m", "f", "2"], key=natural_order) == ["2", "f", "m"]

@@ -1,4 +1,5 @@
-"""Evaluate the age estimator on a labelled dataset: metrics, breakdowns, template comparison, plots."""
+"""Evaluate the age estimator on a labelled dataset: metrics, breakdowns, template comparison, plots
+and a self-contained HTML report."""
 
 import csv
 import json
@@ -13,11 +14,12 @@ import torch
 
 from clip_age import bulk_loader
 from clip_age.estimator import AgeEstimator
-from clip_age.evaluation import metrics
+from clip_age.evaluation import html_report, metrics, plots
 from clip_age.evaluation.datasets import Dataset, Sample
+from clip_age.evaluation.summary import ESTIMATES, natural_order
+from clip_age.evaluation.summary import table as table  # callers know it as evaluate.table
+from clip_age.results import AgeDistribution
 from prompts import TEMPLATES, check_template
-
-ESTIMATES = ("argmax", "expected")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Predictions:
     samples: list[Sample]  # the readable ones, in order
     argmax: np.ndarray
     expected: np.ndarray
+    low: np.ndarray  # each photo's age_low and age_high (10% and 90% quantiles)
+    high: np.ndarray
 
 
 def read_template_sets(path: Path) -> dict[str, list[str]]:
@@ -57,8 +61,11 @@ def run(
     batch_size: int = 64,
     workers: int | None = None,
     progress: Callable[[int], None] = lambda done: None,
+    model_label: str = "",
 ) -> dict[str, Any]:
-    """Embed every image once, score each template set on those embeddings, write the report."""
+    """Embed every image once, score each template set on those embeddings, and write
+    metrics.json, predictions.csv, the plots and report.html to out_dir. model_label (such as
+    "ViT-L-14 / openai") names the model in the report's titles."""
     sets = {"default": list(TEMPLATES), **(template_sets or {})}
     samples, embeddings, unreadable = _embed(estimator, dataset, batch_size, workers, progress)
 
@@ -66,18 +73,16 @@ def run(
     for name, templates in sets.items():
         prompts = estimator.embed_prompts(templates)
         results = estimator.distributions(embeddings, prompts) if len(samples) else []
-        per_set[name] = Predictions(
-            samples,
-            np.array([r.age for r in results], dtype=np.float64),
-            np.array([r.expected_age for r in results], dtype=np.float64),
-        )
+        per_set[name] = _predictions(samples, results)
 
     primary = per_set["default"]
     report: dict[str, Any] = {
         "n": len(samples),
         "unreadable": sorted(unreadable),
         "unreadable_errors": dict(sorted(unreadable.items())),
+        "bad_labels": dict(sorted(dataset.bad_labels.items())),
         "labels": dataset.kind,
+        "model": model_label,
         **{estimate: _metrics(primary, estimate, dataset.kind) for estimate in ESTIMATES},
         "templates": {
             name: {
@@ -90,32 +95,24 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_predictions(out_dir / "predictions.csv", primary)
+    drawn = []
     if len(samples):
-        _plot(out_dir, primary, dataset.kind)
+        drawn = plots.draw(out_dir, _true_ages(samples), _estimates(primary), report)
+    html_report.write(out_dir / "report.html", report, drawn)
     return report
 
 
-def table(report: dict[str, Any]) -> str:
-    """A short text table of the headline metrics."""
-    lines = [f"n={report['n']}  unreadable={len(report['unreadable'])}  labels={report['labels']}"]
-    names = ["mae", "rmse", "median_ae", "cs5", "cs10", "bias", "pearson_r"]
-    extra = [k for k in ("bin_accuracy", "interval_mae", "epsilon_error") if k in report["argmax"]]
-    lines.append(f"{'estimate':10}" + "".join(f"{n:>14}" for n in names + extra))
-    for estimate in ESTIMATES:
-        values = report[estimate]
-        lines.append(f"{estimate:10}" + "".join(f"{_fmt(values.get(n)):>14}" for n in names + extra))
-    if len(report["templates"]) > 1:
-        lines.append("")
-        lines.append(f"{'templates':24}{'argmax MAE':>14}{'expected MAE':>14}")
-        for name, entry in report["templates"].items():
-            lines.append(f"{name:24}{_fmt(entry['argmax']['mae']):>14}{_fmt(entry['expected']['mae']):>14}")
-    return "\n".join(lines)
-
-
-def _embed(estimator, dataset, batch_size, workers, progress):
+def _embed(
+    estimator: AgeEstimator,
+    dataset: Dataset,
+    batch_size: int,
+    workers: int | None,
+    progress: Callable[[int], None],
+) -> tuple[list[Sample], torch.Tensor, dict[str, str]]:
+    """The readable samples in order, their embeddings, and path -> error for the unreadable."""
     paths = [sample.path for sample in dataset.samples]
     readable, parts = [], []
-    unreadable = dict(dataset.skipped)
+    unreadable: dict[str, str] = {}
     done = 0
     for pixels, items in bulk_loader.batches(paths, estimator.input_spec, batch_size, workers):
         if len(pixels):
@@ -129,6 +126,13 @@ def _embed(estimator, dataset, batch_size, workers, progress):
         progress(done)
     embeddings = torch.cat(parts) if parts else torch.empty(0)
     return readable, embeddings, unreadable
+
+
+def _predictions(samples: list[Sample], results: list[AgeDistribution]) -> Predictions:
+    def column(name: str) -> np.ndarray:
+        return np.array([getattr(result, name) for result in results], dtype=np.float64)
+
+    return Predictions(samples, column("age"), column("expected_age"), column("age_low"), column("age_high"))
 
 
 def _metrics(predictions: Predictions, estimate: str, kind: str) -> dict[str, Any]:
@@ -161,7 +165,7 @@ def _breakdown(keys: list[str], predictions: Predictions, predicted: np.ndarray,
     for index, key in enumerate(keys):
         members[key].append(index)
     out = {}
-    for key in sorted(members):
+    for key in sorted(members, key=natural_order):
         index = members[key]
         chosen = [predictions.samples[i] for i in index]
         if kind == "bins":
@@ -181,55 +185,30 @@ def _write_predictions(path: Path, predictions: Predictions) -> None:
     groups = sorted({name for s in predictions.samples for name in s.groups})
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["path", "age", "pred_age", "pred_expected_age", *groups])
-        for sample, top, expected in zip(predictions.samples, predictions.argmax, predictions.expected):
+        writer.writerow(
+            ["path", "age", "pred_age", "pred_expected_age", "pred_age_low", "pred_age_high", *groups]
+        )
+        for index, sample in enumerate(predictions.samples):
             label = sample.age_bin if sample.age is None else f"{sample.age:g}"
             writer.writerow(
-                [sample.path, label, int(top), f"{expected:.2f}", *(sample.groups.get(g, "") for g in groups)]
+                [
+                    sample.path,
+                    label,
+                    int(predictions.argmax[index]),
+                    f"{predictions.expected[index]:.2f}",
+                    int(predictions.low[index]),
+                    int(predictions.high[index]),
+                    *(sample.groups.get(g, "") for g in groups),
+                ]
             )
 
 
-def _plot(out_dir: Path, predictions: Predictions, kind: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if kind == "bins":
-        true = np.array([np.mean(metrics.FAIRFACE_BINS[s.age_bin]) for s in predictions.samples])
-    else:
-        true = np.array([s.age for s in predictions.samples])
-    predicted = predictions.argmax
-
-    figure, axes = plt.subplots(figsize=(6, 6), dpi=100)
-    axes.scatter(true, predicted, s=8, alpha=0.5)
-    axes.plot([0, 100], [0, 100], color="black", linewidth=1, label="predicted = true")
-    axes.set(
-        xlim=(0, 100),
-        ylim=(0, 100),
-        xlabel="true age" + (" (bin centre)" if kind == "bins" else ""),
-        ylabel="predicted age (argmax)",
-        title="Predicted vs true age",
+def _true_ages(samples: list[Sample]) -> np.ndarray:
+    """True ages to plot against; a FairFace bin stands at its centre."""
+    return np.array(
+        [s.age if s.age is not None else np.mean(metrics.FAIRFACE_BINS[s.age_bin]) for s in samples]
     )
-    axes.legend(loc="upper left")
-    figure.savefig(out_dir / "scatter.png")
-    plt.close(figure)
-
-    decades = sorted({metrics.decade(age) for age in true}, key=lambda d: int(d.split("-")[0].rstrip("+")))
-    errors = {d: np.abs(predicted - true)[[metrics.decade(a) == d for a in true]].mean() for d in decades}
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
-    axes.bar(list(errors), list(errors.values()))
-    axes.set(xlabel="true age", ylabel="MAE (years, argmax)", title="MAE by decade of true age")
-    figure.savefig(out_dir / "mae_by_decade.png")
-    plt.close(figure)
-
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=100)
-    axes.hist(predicted - true, bins=40)
-    axes.axvline(0, color="black", linewidth=1)
-    axes.set(xlabel="predicted - true (years, argmax)", ylabel="images", title="Error histogram")
-    figure.savefig(out_dir / "error_histogram.png")
-    plt.close(figure)
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _estimates(predictions: Predictions) -> dict[str, np.ndarray]:
+    return {estimate: getattr(predictions, estimate) for estimate in ESTIMATES}
