@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from clip_age import pipeline
 from clip_age.faces import FaceDetector
@@ -38,8 +39,9 @@ class WorkerConfig:
 def serve(connection: Connection, config: WorkerConfig) -> None:
     """Answer jobs (path, FaceRequest | None) until the pipe closes.
 
-    Answers are (status, payload, retire): ("ok", (pixels, faces)), ("refused", message) for an
-    upload we will not use, ("failed", message) for our own fault; retire asks to be replaced.
+    Answers are (status, payload, retire): ("ok", (shape, faces)) followed by the pixels' raw
+    bytes, ("refused", message) for an upload we will not use, ("failed", message) for our own
+    fault; retire asks to be replaced.
     """
     cv2.setNumThreads(1)  # one core per worker: the pool's size is the parallelism
     detector = FaceDetector(config.detector_model) if config.detector_model else None
@@ -53,7 +55,14 @@ def serve(connection: Connection, config: WorkerConfig) -> None:
             return
         status, payload, retire = _prepare(path, faces, config, detector)
         retire = retire or _resident_bytes() - baseline > RETIRE_GROWTH_BYTES
-        connection.send((status, payload, retire))
+        if status == "ok":
+            pixels, found = payload
+            connection.send((status, (pixels.shape, found), retire))
+            # Raw and flat (a memoryview of a 4-D array counts its first axis): the parent
+            # rebuilds the array from its shape.
+            connection.send_bytes(np.ascontiguousarray(pixels).reshape(-1))
+        else:
+            connection.send((status, payload, retire))
         if retire:
             return
 
