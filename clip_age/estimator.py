@@ -155,11 +155,15 @@ class AgeEstimator:
     @torch.inference_mode()
     def _encode_text(self, clip: "_Clip", texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(list(texts)).to(self.device)
-        return clip.module.encode_text(tokens, normalize=True).float()
+        if _context_can_be_cut(clip.module):
+            features = _encode_text_prefix(clip.module, tokens)
+        else:
+            features = clip.module.encode_text(tokens)
+        return _unit(features)
 
     def _embed(self, clip: "_Clip", pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift
-        return clip.module.encode_image(x.to(clip.dtype), normalize=True)
+        return _unit(clip.module.encode_image(x.to(clip.dtype)))
 
     @torch.inference_mode()
     def _rows(self, clip: "_Clip", prompts: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
@@ -196,6 +200,42 @@ class _Clip:
 
     def __post_init__(self) -> None:
         self.module.eval().requires_grad_(False)
+
+
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    """Unit length in fp32: in bf16 the model's own normalize is off by up to 0.3%, enough to
+    move a cosine past 1."""
+    return torch.nn.functional.normalize(features.float(), dim=-1)
+
+
+def _context_can_be_cut(model: torch.nn.Module) -> bool:
+    """Whether a text embedding depends only on the tokens up to the end-of-text token: an
+    open_clip CLIP text tower with a causal mask that pools at the end-of-text token."""
+    return (
+        type(model) is open_clip.model.CLIP
+        and getattr(model, "text_pool_type", None) == "argmax"
+        and getattr(model, "attn_mask", None) is not None
+    )
+
+
+def _encode_text_prefix(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's CLIP.encode_text run over the tokens up to the last end-of-text token only.
+
+    The prompts are about 8 tokens of a 77-token context; with a causal mask nothing after the
+    end-of-text token reaches it, so cutting the context there gives the same embeddings
+    (tested to 1e-6) at a tenth of the cost, which is most of setup on a CPU.
+    """
+    length = int(tokens.argmax(dim=-1).max()) + 1  # CLIP's end-of-text token has the largest id
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = x[torch.arange(len(tokens), device=tokens.device), tokens.argmax(dim=-1)]
+    return (
+        model.text_projection(x)
+        if isinstance(model.text_projection, torch.nn.Linear)
+        else x @ model.text_projection
+    )
 
 
 def _quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:

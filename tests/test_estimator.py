@@ -154,6 +154,22 @@ def test_auto_picks_bf16_exactly_when_the_cpu_has_it_natively(monkeypatch):
     assert compute.cpu_precision("fp32") == compute.Precision("fp32", "set by CLIP_CPU_PRECISION")
 
 
-def test_native_bf16_is_what_torch_reports_for_this_cpu():
-    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert compute.native_bf16() is expected
+def test_native_bf16_is_what_torch_and_onednn_report_for_this_cpu():
+    hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert compute.native_bf16() is (hardware and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def test_text_embeddings_from_the_cut_context_equal_open_clips_full_context(estimator):
+    texts = [f"this person is {age} years old" for age in range(1, 100)]
+    texts.append("a close-up photo of a person who is 30 years old, smiling at the camera in a park")
+    full = estimator.model.encode_text(estimator.tokenizer(texts), normalize=True)
+    torch.testing.assert_close(estimator.encode_text(texts), full, atol=1e-5, rtol=0)
+
+
+def test_a_text_tower_without_a_causal_mask_keeps_the_full_context(tiny_model_dir, monkeypatch):
+    from clip_age import estimator as module
+
+    estimator = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
+    estimator.model.attn_mask = None  # every token would see every other: cutting would change answers
+    monkeypatch.setattr(module, "_encode_text_prefix", lambda *a: pytest.fail("the context was cut"))
+    assert estimator.encode_text(["this person is 7 years old"]).shape == (1, 32)
