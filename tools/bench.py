@@ -1,19 +1,22 @@
 """Benchmark this model against the original clip-age-predictor approach, in one run.
 
-    python -m tools.bench                  ViT-B-32 and ViT-L-14 (random init: speed does not
-                                           depend on weight values), on CUDA when present
-    python -m tools.bench --http           also drive the real Cog server with 1 and 32 clients
-    python -m tools.bench --quick --http   a tiny model and a few repeats: what CI runs
+    python -m tools.bench                  ViT-B-32 and ViT-L-14, every precision this machine
+                                           serves, HTTP included (random init: speed does not
+                                           depend on weight values)
+    python -m tools.bench --quick          a tiny model and a few repeats: what CI runs
 
 The original approach, as the old Replicate model did it: PIL decodes the whole photo,
 open_clip's torchvision transform resizes it, CLIP runs in fp32 one image at a time and the
-argmax comes back with .item(). Ours: JPEG draft decoding, one resize of the cropped region,
-normalisation on the device, fp16 and CUDA graphs on a GPU, batched requests.
+argmax comes back with .item(). Ours: strict DCT-scaled JPEG decoding, one resize of the
+cropped region, normalisation in the model's step, the CPU precision chosen at setup (or fp16
+and CUDA graphs on a GPU), batching of what is queued.
 """
 
 import argparse
+import base64
 import io
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -28,12 +31,15 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import cli, pipeline
+from clip_age import cli, compute, pipeline
+from clip_age.decode_pool import DecodePool
 from clip_age.dev.photos import phone_photo
 from clip_age.dev.tiny_models import build_random_model, build_tiny_model
 from clip_age.estimator import AgeEstimator
 from clip_age.faces import FaceDetector
-from clip_age.settings import Settings
+from clip_age.limits import DecodeLimits, PoolLimits
+from clip_age.options import FaceRequest
+from clip_age.settings import DEFAULT_FACE_DETECTOR
 from prompts import AGES, PROMPTS
 from tests.cog_server import LocalCogServer
 
@@ -58,10 +64,6 @@ class OriginalApproach:
             image = self.transform(Image.open(path).convert("RGB")).unsqueeze(0).to(self.device)
             return AGES[self._similarity(image).argmax().item()]
 
-    def predict_batch(self, images: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            return self._similarity(images.to(self.device)).argmax(dim=-1).cpu().numpy()
-
     def _similarity(self, images: torch.Tensor) -> torch.Tensor:
         features = self.model.encode_image(images)
         features = features / features.norm(dim=-1, keepdim=True)
@@ -79,101 +81,175 @@ def median_ms(run: Callable[[], object], repeats: int, warmup: int = 2) -> float
     return statistics.median(times)
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
 def rate(value: float) -> str:
     """Three significant figures at least, so a slow CPU's rates do not round to 0 or 1."""
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def ratio(before: float, after: float) -> str:
+    return f"{before / after:.1f}x"
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for the report's header only (capabilities come from torch)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args, self.workdir = args, workdir
         self.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.precisions = ["fp16"] if self.device == "cuda" else args.precisions
         self.photos = self._photos()
         self.sections: list[str] = []
 
     def run(self) -> str:
         for name in self.args.models:
-            folder = self._model_dir(name)
-            spec = f"local-dir:{folder}"
-            ours = AgeEstimator(spec, device=self.device)
+            spec = f"local-dir:{self._model_dir(name)}"
             original = OriginalApproach(spec, self.device)
-            in_process = self.per_request(name, ours, original)
-            self.batch_throughput(name, ours, original)
-            self.precision_agreement(name, ours, original)
-            self.faces(name, ours)
-            self.bulk(name, ours)
-            del ours, original
-            if self.device == "cuda":
-                torch.cuda.empty_cache()
+            ours = {precision: self._estimator(spec, precision) for precision in self.precisions}
+            face_ms = self.per_request(name, original, ours)  # (original, ours), 256 px face
+            self.agreement(name, ours)
+            self.bulk(name, original, ours)
+            if name == self.args.models[0]:
+                self.isolation(ours[self.precisions[-1]])
+                self.faces(name, ours[self.precisions[-1]])
+            del original, ours
             self.setup_time(name, spec)
             if self.args.http:
-                self.http(name, spec, in_process)
+                self.http(name, spec, *face_ms)
         return "\n\n".join(self.sections)
 
-    def per_request(self, name: str, ours: AgeEstimator, original: OriginalApproach) -> float:
-        rows = []
-        face_ms = 0.0
+    def per_request(
+        self, name: str, original: OriginalApproach, ours: dict[str, AgeEstimator]
+    ) -> tuple[float, float]:
+        rows, face = [], (0.0, 0.0)
         for label, path in self.photos.items():
-
-            def ours_once(path: str = path) -> object:
-                prepared = pipeline.prepare(path, ours.input_spec)
-                return ours.predict_pixels(prepared.pixels)[0].age
-
             before = median_ms(lambda path=path: original.predict(path), self.args.repeats)
-            after = median_ms(ours_once, self.args.repeats)
-            face_ms = after if label.startswith("256") else face_ms
-            rows.append([label, f"{before:.1f}", f"{after:.1f}", f"{before / after:.1f}x"])
+            times = {}
+            for precision, estimator in ours.items():
+
+                def once(path: str = path, estimator: AgeEstimator = estimator) -> object:
+                    prepared = pipeline.prepare(path, estimator.input_spec)
+                    return estimator.predict_pixels(prepared.pixels)[0].age
+
+                times[precision] = median_ms(once, self.args.repeats)
+            best = min(times, key=times.get)
+            if label.startswith("256"):
+                face = (before, times[best])
+            rows.append(
+                [
+                    label,
+                    f"{before:.1f}",
+                    *(f"{times[p]:.1f}" for p in ours),
+                    f"{ratio(before, times[best])} ({best})",
+                ]
+            )
         self._table(
-            f"Per request, in process: {name} (median of {self.args.repeats})",
-            ["photo", "original ms", "ours ms", "speed-up"],
+            f"Per request, in process: {name} (median of {self.args.repeats}, ms)",
+            ["photo", "original", *ours, "speed-up"],
             rows,
         )
-        return face_ms
+        return face
 
-    def batch_throughput(self, name: str, ours: AgeEstimator, original: OriginalApproach) -> None:
-        size = self.args.batch
-        face = Image.open(self.photos["256 px face JPEG"]).convert("RGB")
-        pixels = np.stack([ours.preprocess(face)] * size)
-        tensors = torch.stack([original.transform(face)] * size)
-        before = median_ms(lambda: original.predict_batch(tensors), self.args.repeats)
-        after = median_ms(lambda: ours.predict_pixels(pixels), self.args.repeats)
-        self._table(
-            f"Batch throughput, preprocessed images: {name}, batch {size}",
-            ["approach", "ms per batch", "images/s", "ratio"],
-            [
-                ["original (fp32)", f"{before:.1f}", rate(size / before * 1000), "1.0x"],
-                [
-                    f"ours ({str(ours.dtype).removeprefix('torch.')})",
-                    f"{after:.1f}",
-                    rate(size / after * 1000),
-                    f"{before / after:.1f}x",
-                ],
-            ],
-        )
-
-    def precision_agreement(self, name: str, ours: AgeEstimator, original: OriginalApproach) -> None:
-        if ours.dtype == torch.float32:
-            self.sections.append(f"fp16 vs fp32 argmax agreement, {name}: n/a (fp32 on {self.device})")
+    def agreement(self, name: str, ours: dict[str, AgeEstimator]) -> None:
+        if "fp32" not in ours or len(ours) == 1:
             return
+        reference = ours["fp32"]
         images = self._varied_faces(self.args.agreement_images)
-        tensors = torch.stack([original.transform(image) for image in images])
-        reference = np.concatenate([original.predict_batch(chunk) for chunk in tensors.split(64)])
-        fast = [r.age for r in ours.predict(images)]
-        same = float(np.mean(np.asarray(fast) == np.asarray(AGES)[reference]))
-        self.sections.append(
-            f"fp16 vs fp32 argmax agreement, {name}: {same:.1%} of {len(images)} images "
-            "(same random-init weights)"
+        pixels = np.stack([reference.preprocess(image) for image in images])
+        ref_images = reference.encode_pixels(pixels)
+        ref_texts = reference.encode_text(PROMPTS)
+        ref_answers = reference.predict_pixels(pixels)
+        rows = []
+        for precision, estimator in ours.items():
+            if precision == "fp32":
+                continue
+            image_cos = (estimator.encode_pixels(pixels) * ref_images).sum(-1).min()
+            text_cos = (estimator.encode_text(PROMPTS) * ref_texts).sum(-1).min()
+            answers = estimator.predict_pixels(pixels)
+            same = np.mean([a.age == r.age for a, r in zip(answers, ref_answers, strict=True)])
+            moved = max(
+                abs(a.expected_age - r.expected_age) for a, r in zip(answers, ref_answers, strict=True)
+            )
+            rows.append(
+                [
+                    precision,
+                    f"{float(image_cos):.5f}",
+                    f"{float(text_cos):.5f}",
+                    f"{same:.1%}",
+                    f"{moved:.2f}",
+                ]
+            )
+        self._table(
+            f"Agreement with fp32, {name} (same random weights, {len(images)} photo crops)",
+            [
+                "precision",
+                "min image cosine",
+                "min text cosine",
+                "argmax unchanged",
+                "largest expected-age change (years)",
+            ],
+            rows,
         )
 
-    def faces(self, name: str, ours: AgeEstimator) -> None:
-        if not self.args.detector.is_file():
-            self.sections.append(f"Faces, {name}: skipped, no YuNet model at {self.args.detector}")
-            return
-        detector = FaceDetector(self.args.detector)
+    def bulk(self, name: str, original: OriginalApproach, ours: dict[str, AgeEstimator]) -> None:
+        folder = self.workdir / "bulk"
+        if not folder.is_dir():
+            folder.mkdir()
+            data = Path(self.photos["256 px face JPEG"]).read_bytes()
+            for index in range(self.args.bulk):
+                (folder / f"face{index:05d}.jpg").write_bytes(data)
+        files, names = cli.photo_files([str(folder)])
+        started = time.perf_counter()
+        for path in files:
+            original.predict(path)
+        before = len(files) / (time.perf_counter() - started)
+        rows = [["original (one at a time)", rate(before), "1.0x"]]
+        for precision, estimator in ours.items():
+            request = cli.PredictRequest(
+                files, names, None, False, Path(), None, False, False, 64, self.args.workers
+            )
+            cli.predict(estimator, request, io.StringIO())  # warm-up
+            started = time.perf_counter()
+            cli.predict(estimator, request, io.StringIO())
+            after = len(files) / (time.perf_counter() - started)
+            rows.append([f"clip-age predict, {precision}", rate(after), f"{after / before:.1f}x"])
+        self._table(
+            f"Bulk, {len(files)} 256 px face JPEGs: {name} ({self.args.workers} decode workers, batch 64)",
+            ["approach", "images/s", "ratio"],
+            rows,
+        )
+
+    def isolation(self, estimator: AgeEstimator) -> None:
+        """What decoding in a worker process costs over decoding in the caller, per request."""
+        path = self.photos["256 px face JPEG"]
+        limits = PoolLimits(workers=1, timeout_s=10.0, memory_bytes=1_500_000_000)
+        pool = DecodePool(estimator.input_spec, None, DecodeLimits(), limits)
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        try:
+            in_caller = median_ms(lambda: pipeline.prepare(path, estimator.input_spec), self.args.repeats * 5)
+            in_worker = median_ms(
+                lambda: loop.run_until_complete(pool.prepare(path, None)), self.args.repeats * 5
+            )
+        finally:
+            pool.close()
+            loop.close()
+        self.sections.append(
+            f"Decode isolation, 256 px face JPEG: {in_caller:.2f} ms in the calling thread, {in_worker:.2f} ms "
+            f"through a decode worker process: +{in_worker - in_caller:.2f} ms per request"
+        )
+
+    def faces(self, name: str, estimator: AgeEstimator) -> None:
+        detector = FaceDetector(DEFAULT_FACE_DETECTOR)
         canvas = Image.new("RGB", (1920, 1080), (120, 120, 120))
         canvas.paste(Image.open(EXAMPLES / "astronaut.png").convert("RGB"), (700, 280))
         path = self.workdir / "group.jpg"
@@ -181,16 +257,16 @@ class Bench:
         photo = Image.open(path).convert("RGB")
 
         def request(with_faces: bool) -> object:
-            prepared = pipeline.prepare(path, ours.input_spec, detector if with_faces else None)
-            return ours.predict_pixels(prepared.pixels)
+            prepared = pipeline.prepare(
+                path, estimator.input_spec, detector if with_faces else None, FaceRequest()
+            )
+            return estimator.predict_pixels(prepared.pixels)
 
-        detect = median_ms(
-            lambda: detector.detect(photo, pipeline.DEFAULT_MIN_FACE_SIZE, 10), self.args.repeats
-        )
+        detect = median_ms(lambda: detector.detect(photo, 32, 10), self.args.repeats)
         whole = median_ms(lambda: request(False), self.args.repeats)
         with_faces = median_ms(lambda: request(True), self.args.repeats)
         self._table(
-            f"Faces, 1920x1080 JPEG with one face: {name}",
+            f"Faces, 1920x1080 JPEG with one face: {name}, {estimator.precision.name}",
             ["step", "median ms"],
             [
                 ["YuNet detection alone (CPU)", f"{detect:.1f}"],
@@ -200,67 +276,45 @@ class Bench:
             ],
         )
 
-    def bulk(self, name: str, ours: AgeEstimator) -> None:
-        folder = self.workdir / "bulk"
-        if not folder.is_dir():
-            folder.mkdir()
-            data = Path(self.photos["256 px face JPEG"]).read_bytes()
-            for index in range(self.args.bulk):
-                (folder / f"face{index:05d}.jpg").write_bytes(data)
-        sink = io.StringIO()
-        cli.predict(ours, [str(folder)], sink, batch_size=256, workers=self.args.workers)  # warm-up
-        started = time.perf_counter()
-        cli.predict(ours, [str(folder)], io.StringIO(), batch_size=256, workers=self.args.workers)
-        seconds = time.perf_counter() - started
-        self.sections.append(
-            f"Bulk `clip-age predict` over {self.args.bulk} 256 px face JPEGs, {name}: "
-            f"{rate(self.args.bulk / seconds)} images/s ({self.args.workers} decode workers, batch 256)"
-        )
-
     def setup_time(self, name: str, spec: str) -> None:
-        started = time.perf_counter()
-        with LocalCogServer({"CLIP_MODEL": spec}) as server:
-            health = server.wait_until_ready()
-            seconds = time.perf_counter() - started
-        assert health["status"] == "READY", server.log()
-        self.sections.append(
-            f"Setup, process start to READY (Cog server, weights on local disk), {name}: {seconds:.1f} s"
-        )
-
-    def http(self, name: str, spec: str, in_process_ms: float) -> None:
-        face = Path(self.photos["256 px face JPEG"]).read_bytes()
-        uri = "data:image/jpeg;base64," + __import__("base64").b64encode(face).decode()
         rows = []
-        rates = {}
-        with LocalCogServer({"CLIP_MODEL": spec}) as server:
-            server.wait_until_ready()
-            for clients in self.args.clients:
-                count = self.args.http_requests * max(1, clients // 4)
-                latencies, seconds = self._load(server, uri, clients, count)
-                rates[clients] = count / seconds
-                rows.append(
-                    [
-                        str(clients),
-                        str(count),
-                        f"{percentile(latencies, 50):.1f}",
-                        f"{percentile(latencies, 90):.1f}",
-                        f"{percentile(latencies, 99):.1f}",
-                        rate(rates[clients]),
-                        f"{rates[clients] / rates[self.args.clients[0]]:.1f}x",
-                    ]
-                )
-                if clients == 1:
-                    one_client_p50 = percentile(latencies, 50)
+        for precision in ["fp32", "auto"] if self.device == "cpu" else ["auto"]:
+            started = time.perf_counter()
+            env = {"CLIP_MODEL": spec, "CLIP_DEVICE": self.device, "CLIP_CPU_PRECISION": precision}
+            with LocalCogServer(env) as server:
+                health = server.wait_until_ready()
+                seconds = time.perf_counter() - started
+            assert health["status"] == "READY", server.log()
+            rows.append([precision, f"{seconds:.1f}"])
+        if len(rows) == 2:
+            rows[1].append(f"{float(rows[1][1]) / float(rows[0][1]):.2f} of fp32")
+            rows[0].append("")
         self._table(
-            f"HTTP through the Cog server, 256 px face JPEG: {name}",
-            ["clients", "requests", "p50 ms", "p90 ms", "p99 ms", "requests/s", "vs 1 client"],
+            f"Setup, process start to READY (Cog server, weights on local disk): {name}",
+            ["CLIP_CPU_PRECISION", "seconds", ""][: len(rows[0])],
             rows,
         )
-        if 1 in self.args.clients:
-            self.sections.append(
-                f"HTTP overhead, {name}: one-client p50 {one_client_p50:.1f} ms vs in-process "
-                f"{in_process_ms:.1f} ms: +{one_client_p50 - in_process_ms:.1f} ms"
-            )
+
+    def http(self, name: str, spec: str, original_ms: float, in_process_ms: float) -> None:
+        face = Path(self.photos["256 px face JPEG"]).read_bytes()
+        uri = "data:image/jpeg;base64," + base64.b64encode(face).decode()
+        rows = []
+        env = {"CLIP_MODEL": spec, "CLIP_DEVICE": self.device}
+        with LocalCogServer(env) as server:
+            server.wait_until_ready()
+            for clients in self.args.clients:
+                latencies, seconds = self._load(server, uri, clients, self.args.http_requests * clients)
+                p50 = float(np.percentile(latencies, 50))
+                rows.append([
+                    str(clients), str(len(latencies)), f"{p50:.1f}", f"{np.percentile(latencies, 90):.1f}",
+                    rate(len(latencies) / seconds), ratio(original_ms, p50),
+                ])  # fmt: skip
+        self._table(
+            f"HTTP through the Cog server, 256 px face JPEG: {name} (original in process: {original_ms:.1f} ms; "
+            f"ours in process: {in_process_ms:.1f} ms)",
+            ["clients", "requests", "p50 ms", "p90 ms", "requests/s", "original in process / p50"],
+            rows,
+        )
 
     def _load(self, server: LocalCogServer, uri: str, clients: int, count: int) -> tuple[list[float], float]:
         for _ in range(5):
@@ -276,6 +330,11 @@ class Bench:
         with ThreadPoolExecutor(clients) as pool:
             latencies = list(pool.map(one, range(count)))
         return latencies, time.perf_counter() - started
+
+    def _estimator(self, spec: str, precision: str) -> AgeEstimator:
+        if self.device == "cuda":
+            return AgeEstimator(spec, device="cuda")
+        return AgeEstimator(spec, device="cpu", cpu_precision=precision)
 
     def _photos(self) -> dict[str, str]:
         photos = {}
@@ -313,46 +372,41 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats (CI)")
-    parser.add_argument("--http", action="store_true", help="also benchmark through the Cog server")
     parser.add_argument("--models", nargs="+", help="open_clip architectures (default: ViT-B-32 ViT-L-14)")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--repeats", type=int, help="timed runs per median (default 20, quick 3)")
-    parser.add_argument("--batch", type=int, help="batch size for throughput (default 256, quick 16)")
-    parser.add_argument("--bulk", type=int, help="photos for the bulk CLI run (default 4096, quick 32)")
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(16, os.cpu_count() or 1),
-        help="decode workers for the bulk run (default: one per core, up to 16)",
+        "--precisions", nargs="+", help="CPU precisions (default: fp32 int8, and bf16 where native)"
     )
-    parser.add_argument("--clients", type=int, nargs="+", help="HTTP client counts (default 1 32)")
-    parser.add_argument("--http-requests", type=int, help="HTTP requests per 4 clients (default 200)")
-    parser.add_argument("--agreement-images", type=int, default=1000)
+    parser.add_argument("--no-http", dest="http", action="store_false", help="skip the HTTP tables")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--repeats", type=int, help="timed runs per median (default 10, quick 3)")
+    parser.add_argument("--bulk", type=int, help="photos for the bulk run (default 128, quick 16)")
     parser.add_argument(
-        "--detector",
-        type=Path,
-        default=Settings.from_env().face_detector_model,
-        help="YuNet model for the faces rows (default: FACE_DETECTOR_MODEL)",
+        "--workers", type=int, default=min(16, os.cpu_count() or 1), help="decode workers for the bulk run"
+    )
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 4], help="HTTP client counts (default 1 4)"
+    )
+    parser.add_argument("--http-requests", type=int, help="HTTP requests per client (default 20, quick 4)")
+    parser.add_argument(
+        "--agreement-images", type=int, help="photo crops for the agreement table (default 64)"
     )
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     quick = args.quick
     args.models = args.models or (["tiny"] if quick else ["ViT-B-32", "ViT-L-14"])
-    args.repeats = args.repeats or (3 if quick else 20)
-    args.batch = args.batch or (16 if quick else 256)
-    args.bulk = args.bulk or (32 if quick else 4096)
-    args.clients = args.clients or ([1, 4] if quick else [1, 32])
-    args.http_requests = args.http_requests or (8 if quick else 200)
-    if quick:
-        args.workers = min(args.workers, 2)
+    args.precisions = args.precisions or ["fp32", "int8", *(["bf16"] if compute.native_bf16() else [])]
+    args.repeats = args.repeats or (3 if quick else 10)
+    args.bulk = args.bulk or (16 if quick else 128)
+    args.http_requests = args.http_requests or (4 if quick else 20)
+    args.agreement_images = args.agreement_images or (16 if quick else 64)
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         bench = Bench(args, Path(workdir))
-        device = (
-            torch.cuda.get_device_name()
-            if bench.device == "cuda"
-            else f"CPU ({torch.get_num_threads()} threads)"
-        )
+        if bench.device == "cuda":
+            device = torch.cuda.get_device_name()
+        else:
+            native = "native bf16" if compute.native_bf16() else "no native bf16"
+            device = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, {native}"
         header = (
             f"# bench.py on {device}, {date.today().isoformat()}\n\n"
             f"`python -m tools.bench {' '.join(argv if argv is not None else sys.argv[1:])}` "

@@ -1,0 +1,161 @@
+"""Break the core on purpose, one way at a time, and check the suite notices.
+
+    python -m tests.mutation_check            every mutation (about 10 minutes on 2 cores)
+    python -m tests.mutation_check --list     the mutations
+    python -m tests.mutation_check bgr nearest
+
+Each mutation edits one line of a copy of the repository (tracked files only) and runs the
+tests named for it there; it is caught when at least one of them fails. The script exits 1 if
+any mutation survives. Not part of CI's run: it is how to check that the tests can fail.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = "tests/test_reference.py::test_in_process_answers_are_open_clips"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = [
+    Mutation(
+        "no-normalisation", "image normalisation removed", "clip_age/estimator.py",
+        "x = pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift",
+        "x = pixels.permute(0, 3, 1, 2).float() / 255.0",
+        (REFERENCE,),
+    ),
+    Mutation(
+        "bgr", "RGB read as BGR", "clip_age/estimator.py",
+        "x = pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift",
+        "x = pixels.flip(-1).permute(0, 3, 1, 2).float() * self._scale + self._shift",
+        (REFERENCE,),
+    ),
+    Mutation(
+        "height-width", "height and width of the model input swapped", "clip_age/estimator.py",
+        "x = pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift",
+        "x = pixels.permute(0, 3, 2, 1).float() * self._scale + self._shift",
+        (REFERENCE,),
+    ),
+    Mutation(
+        "nearest", "nearest instead of bicubic", "clip_age/preprocess.py",
+        '"bicubic": Image.Resampling.BICUBIC,', '"bicubic": Image.Resampling.NEAREST,',
+        (REFERENCE,),
+    ),
+    Mutation(
+        "prompt-order", "prompts in the wrong order", "prompts.py",
+        "return [template.replace(\"{age}\", str(age)) for age in AGES]",
+        "return [template.replace(\"{age}\", str(age)) for age in reversed(AGES)]",
+        (REFERENCE, "tests/test_estimator.py"),
+    ),
+    Mutation(
+        "off-by-one", "prompts off by one age", "prompts.py",
+        "return [template.replace(\"{age}\", str(age)) for age in AGES]",
+        "return [template.replace(\"{age}\", str(age + 1)) for age in AGES]",
+        (REFERENCE, "tests/test_estimator.py"),
+    ),
+    Mutation(
+        "expected-age", "expected age computed wrongly", "clip_age/estimator.py",
+        "expected = probabilities @ ages", "expected = probabilities @ (ages - 1)",
+        (REFERENCE, "tests/test_estimator.py"),
+    ),
+    Mutation(
+        "percentiles", "percentiles computed wrongly", "clip_age/estimator.py",
+        "bounds = torch.searchsorted(cdf, targets).clamp(max=len(ages) - 1)",
+        "bounds = torch.searchsorted(cdf, targets, right=True).clamp(max=len(ages) - 1)",
+        (REFERENCE, "tests/test_estimator.py"),
+    ),
+    Mutation(
+        "exif", "EXIF orientation ignored", "clip_age/images.py",
+        "    if orientation not in _UPRIGHT:\n        return image",
+        "    if True:\n        return image",
+        (REFERENCE, "tests/test_images.py"),
+    ),
+    Mutation(
+        "quick-gelu", "QuickGELU dropped for an OpenAI tag", "clip_age/weights.py",
+        '"force_quick_gelu": bool(tag.get("quick_gelu", False)),', '"force_quick_gelu": False,',
+        ("tests/test_weights.py",),
+    ),
+    Mutation(
+        "crop-shift", "face crop box shifted", "clip_age/faces.py",
+        "left = min(max(round(x + w / 2 - side / 2), 0), width - side)",
+        "left = min(max(round(x + w / 2 - side / 2) + 8, 0), width - side)",
+        ("tests/test_faces.py", "tests/test_reference.py::test_face_crops_are_open_clips_answers_for_the_crops"),
+    ),
+    Mutation(
+        "batch-order", "batch results returned in the wrong order", "clip_age/batcher.py",
+        "request.future.set_result(Batched(list(results[start:end]), len(results)))",
+        "request.future.set_result(Batched(list(results[::-1][start:end]), len(results)))",
+        ("tests/test_batcher.py",),
+    ),
+    Mutation(
+        "estimator-order", "an estimator batch answered in the wrong order", "clip_age/estimator.py",
+        "return _unpack(torch.cat(rows).numpy()) if rows else []",
+        "return _unpack(torch.cat(rows).flip(0).numpy()) if rows else []",
+        ("tests/test_estimator.py",),
+    ),
+]  # fmt: skip
+
+
+def run(mutation: Mutation) -> tuple[bool, float]:
+    """(caught, seconds) for one mutation, in a scratch copy of the tracked files."""
+    with tempfile.TemporaryDirectory(prefix="mutant-") as scratch:
+        copy = Path(scratch) / "repo"
+        files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+        for name in files.stdout.splitlines():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+        target = copy / mutation.file
+        source = target.read_text()
+        if source.count(mutation.old) != 1:
+            raise SystemExit(f"{mutation.name}: the line to change is not in {mutation.file} exactly once")
+        target.write_text(source.replace(mutation.old, mutation.new))
+        started = time.perf_counter()
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=copy, capture_output=True, text=True,
+        )  # fmt: skip
+        return tests.returncode != 0, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.names or m.name in args.names]
+    if args.list or not chosen:
+        for mutation in MUTATIONS:
+            print(f"{mutation.name:18} {mutation.what}")
+        return 0 if args.list else 2
+    survived = []
+    print("| mutation | caught | seconds | tests |\n|---|---|---|---|")
+    for mutation in chosen:
+        caught, seconds = run(mutation)
+        print(
+            f"| {mutation.what} | {'yes' if caught else 'NO'} | {seconds:.0f} | {', '.join(mutation.tests)} |",
+            flush=True,
+        )
+        if not caught:
+            survived.append(mutation.name)
+    if survived:
+        print(f"survived: {', '.join(survived)}")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
