@@ -4,4 +4,6 @@ import sys
 
 from clip_age.cli import main
 
-sys.exit(main())
+# Guarded: decode worker processes start from a forkserver, which imports the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,10 +1,12 @@
 """Load many photo files for the model: parallel decode workers, batches of model inputs in order."""
 
+import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -67,6 +69,21 @@ def _collate(samples: list[tuple[np.ndarray | None, Item]]) -> tuple[torch.Tenso
     return pixels, [item for _, item in samples]
 
 
+def _clean_processes() -> multiprocessing.context.BaseContext:
+    """Workers forked from a forkserver that only imported this module, not from the caller:
+    forking a process whose model or face detector has started threads leaves locks held in
+    the child (seen: decode workers stuck for good after a face-detection run)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["clip_age.bulk_loader"])
+    return context
+
+
+def _one_thread_each(_: int) -> None:
+    """Each decode process computes on one core (torch sets its own threads to one in a
+    DataLoader worker; OpenCV would start one per core): the processes are the parallelism."""
+    cv2.setNumThreads(1)
+
+
 def batches(
     paths: Sequence[str],
     spec: InputSpec,
@@ -89,5 +106,7 @@ def batches(
         collate_fn=_collate,
         pin_memory=torch.cuda.is_available(),
         prefetch_factor=4 if workers else None,
+        worker_init_fn=_one_thread_each,
+        multiprocessing_context=_clean_processes() if workers else None,
     )
     yield from loader

@@ -230,3 +230,42 @@ def test_help_is_quick_and_lists_every_command():
     )
     assert done.returncode == 0
     assert "{predict,evaluate,download}" in done.stdout
+
+
+FORKED_AFTER_THREADS = """
+import io
+from pathlib import Path
+from PIL import Image
+import clip_age
+from clip_age import cli
+from clip_age.faces import FaceDetector
+from clip_age.options import FaceRequest
+from clip_age.settings import DEFAULT_FACE_DETECTOR
+
+def main():
+    estimator = clip_age.load(device="cpu")
+    big = Image.open("examples/astronaut.png").convert("RGB").resize((1920, 1920))
+    detector = FaceDetector(DEFAULT_FACE_DETECTOR)
+    for _ in range(3):
+        detector.detect(big, 32, 10)  # OpenCV's threads now run in this process
+    estimator.predict([big])  # and torch's
+    files, names = cli.photo_files(["examples"])
+    request = cli.PredictRequest(files, names, FaceRequest(), False, DEFAULT_FACE_DETECTOR, None, False, False, 8, 2)
+    print(cli.predict(estimator, request, io.StringIO()))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.slow
+def test_decode_workers_start_clean_after_the_caller_has_run_threads(model, tmp_path):
+    """Forking a process whose OpenCV and torch threads have run left decode workers waiting on
+    a lock forever; they now start from a forkserver."""
+    script = tmp_path / "scenario.py"
+    script.write_text(FORKED_AFTER_THREADS)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
