@@ -196,10 +196,14 @@ def _evaluate(estimator: AgeEstimator, request: PredictRequest, args: argparse.N
     from tqdm import tqdm
 
     from clip_age.evaluation import datasets, evaluate
+    from clip_age.settings import Settings
 
     dataset = datasets.load_dataset(Path(args.dataset), args.split, args.path_column, args.age_column)
     sets = evaluate.read_template_sets(Path(args.templates)) if args.templates else None
-    label = f"{args.model or os.environ.get('CLIP_MODEL', 'ViT-L-14')}"
+    settings = Settings.from_env()
+    model = args.model or settings.clip_model
+    pretrained = settings.clip_pretrained if args.pretrained is None else args.pretrained
+    label = model if model.startswith(("local-dir:", "hf-hub:")) else f"{model} / {pretrained}"
     with tqdm(
         total=len(dataset.samples), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty()
     ) as bar:

@@ -28,7 +28,7 @@ def test_quick_benchmark_prints_every_table(tmp_path):
         "Decode isolation, 256 px face JPEG: ",
         "### Faces, 1920x1080 JPEG with one face: tiny",
         "### Setup, process start to READY (Cog server, weights on local disk): tiny",
-        "### HTTP through the Cog server, 256 px face JPEG: tiny",
+        "### HTTP through the Cog server, 256 px face JPEG: tiny, torch on one thread per core",
     ]:
         assert title in report
     for photo in ("256 px face JPEG", "1920x1440 JPEG", "4032x3024 JPEG"):

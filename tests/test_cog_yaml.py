@@ -49,6 +49,22 @@ def test_validates_against_cogs_config_schema():
     jsonschema.validate(CONFIG, json.loads(schema_file.read_text()))
 
 
+def test_the_readmes_cpu_only_variant_is_a_valid_config():
+    schema_file = SHARED / "cog" / "config_schema_v1.0.json"
+    if not schema_file.is_file():
+        pytest.skip(f"Cog's config schema is not at {schema_file}")
+    import jsonschema
+
+    section = (REPO / "README.md").read_text().split("**CPU-only image**", 1)[1]
+    change = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    variant = {**CONFIG, "build": {**CONFIG["build"], **change["build"]}, "environment": [
+        *(line for line in CONFIG["environment"] if not line.startswith("CLIP_DEVICE=")), *change["environment"]
+    ]}  # fmt: skip
+    del variant["build"]["cuda"]
+    jsonschema.validate(variant, json.loads(schema_file.read_text()))
+    assert variant["build"]["gpu"] is False and "CLIP_DEVICE=cpu" in variant["environment"]
+
+
 def test_asks_for_a_gpu_and_fails_setup_rather_than_serving_on_the_cpu_by_accident():
     assert CONFIG["build"]["gpu"] is True
     assert "CLIP_DEVICE=cuda" in CONFIG["environment"]

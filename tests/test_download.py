@@ -129,14 +129,16 @@ def test_download_list_and_local_dir(tmp_path, tiny_model_dir):
     assert local.stdout.strip() == f"Nothing to download: local-dir:{tiny_model_dir} is read from its folder."
 
 
-def build_step() -> str:
-    """The cog.yaml build step that puts the default weights into the image."""
-    [command] = [
-        step
-        for step in yaml.safe_load((REPO / "cog.yaml").read_text())["build"]["run"]
-        if "open_clip" in step
-    ]
+def build_step(config: str | None = None) -> str:
+    """The build step that puts the weights into the image: cog.yaml's, or a README recipe's."""
+    steps = yaml.safe_load(config or (REPO / "cog.yaml").read_text())["build"]["run"]
+    [command] = [step for step in steps if "open_clip" in step]
     return command
+
+
+def readme_vit_b_32_recipe() -> str:
+    section = (REPO / "README.md").read_text().split("To run the **original model's ViT-B/32**", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_image_builds_weights_step_leaves_them_where_setup_looks(tmp_path):
@@ -153,3 +155,12 @@ def test_the_image_builds_weights_step_fails_on_a_corrupted_file(tmp_path):
         built = run(["bash", "-c", build_step()], hub, tmp_path)
     assert built.returncode != 0
     assert "is not the one the Hub lists" in built.stderr
+
+
+def test_the_readmes_vit_b_32_recipe_builds_what_setup_loads(tmp_path):
+    recipe = yaml.safe_load(readme_vit_b_32_recipe())
+    assert recipe["environment"] == ["CLIP_MODEL=ViT-B-32"]
+    with FakeHub({B32: WEIGHTS}) as hub:
+        built = run(["bash", "-c", build_step(readme_vit_b_32_recipe())], hub, tmp_path)
+        assert built.returncode == 0, built.stderr
+        assert open(located(hub, tmp_path, "ViT-B-32", "openai"), "rb").read() == WEIGHTS
