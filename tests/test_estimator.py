@@ -45,6 +45,15 @@ def test_quantiles_on_a_uniform_distribution():
     assert (low, high) == (10, 90)
 
 
+def test_a_quantile_reached_exactly_is_reached_at_that_age():
+    # Ages 1..10 equally likely: exactly 0.1 of the mass is at or below age 1.
+    logits = torch.full((1, 99), float("-inf"))
+    logits[0, :10] = 0.0
+    row = age_statistics(logits, torch.tensor(AGES, dtype=torch.float32), torch.tensor([[0.1, 0.9]]))
+    assert row[0, 0].item() == torch.tensor(0.1).item()  # the tie is exact in float32
+    assert row[0, 99 + 2].item() == 1
+
+
 def test_a_batch_gives_the_answers_of_one_by_one_in_order(estimator, astronaut):
     photos = [
         astronaut,
