@@ -4,6 +4,7 @@ on loopback. Both must leave the files where setup looks, and refuse a corrupted
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,6 +26,8 @@ def run(command: list[str], hub: FakeHub, home, **env: str) -> subprocess.Comple
         "HF_HOME": str(home),
         "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_OFFLINE": "1",  # as in the container: the download must switch it off itself
+        # Build steps call `python`, the image's interpreter: make that this one.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         **env,
     }
     return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
