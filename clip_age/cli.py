@@ -96,7 +96,7 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
     counts = {"predicted": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(request.files), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty())
     batches = bulk_loader.batches(
-        request.files, estimator.input_spec, request.batch_size, request.workers, search
+        request.files, estimator.input_spec, estimator.device, request.batch_size, request.workers, search
     )
     with bar:
         for pixels, items in batches:
@@ -339,7 +339,10 @@ def _parser() -> argparse.ArgumentParser:
             default="64",
             help=f"photos per forward pass ({BATCH_SIZE_RANGE[0]} to {BATCH_SIZE_RANGE[1]}, default 64)",
         )
-        command.add_argument("--workers", help="decode processes (0 to 64; default: one per core, up to 16)")
+        command.add_argument(
+            "--workers",
+            help="decode processes beside the model (0 to 64; default: none when CLIP runs on the CPU, one per core up to 16 on a GPU)",
+        )
 
     download_command = commands.add_parser("download", help="fetch a model's weights once, for setup to find")
     download_command.add_argument(

@@ -114,7 +114,9 @@ def _embed(
     readable, parts = [], []
     unreadable: dict[str, str] = {}
     done = 0
-    for pixels, items in bulk_loader.batches(paths, estimator.input_spec, batch_size, workers):
+    for pixels, items in bulk_loader.batches(
+        paths, estimator.input_spec, estimator.device, batch_size, workers
+    ):
         if len(pixels):
             parts.append(estimator.encode_pixels(pixels))
         for item in items:
