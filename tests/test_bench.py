@@ -23,6 +23,7 @@ def test_quick_benchmark_prints_every_table(tmp_path):
     assert report.startswith("# bench.py on ")
     for title in [
         "### Per request, in process: tiny (median of 3, ms)",
+        "### CLIP image tower alone: tiny (median of 3, ms per batch)",
         "### Agreement with fp32, tiny (same random weights, 16 photo crops)",
         "### Bulk, 16 256 px face JPEGs: tiny",
         "Decode isolation, 256 px face JPEG: ",

@@ -115,6 +115,7 @@ class Bench:
             original = OriginalApproach(spec, self.device)
             ours = {precision: self._estimator(spec, precision) for precision in self.precisions}
             face_ms = self.per_request(name, original, ours)  # (original, ours), 256 px face
+            self.image_tower(name, original, ours)
             self.agreement(name, ours)
             self.bulk(name, original, ours)
             if name == self.args.models[0]:
@@ -160,6 +161,31 @@ class Bench:
             rows,
         )
         return face
+
+    def image_tower(self, name: str, original: OriginalApproach, ours: dict[str, AgeEstimator]) -> None:
+        """CLIP's image tower alone, on ready pixels: the part of a request no decoding can shorten."""
+        rows = []
+        for batch in (1, 8):
+            pixels = np.zeros((batch, *next(iter(ours.values())).input_shape), np.uint8)
+            inputs = torch.zeros(batch, 3, *pixels.shape[1:3], device=self.device)
+            with torch.no_grad():
+                before = median_ms(
+                    lambda inputs=inputs: original.model.encode_image(inputs), self.args.repeats
+                )
+            times = {
+                precision: median_ms(lambda e=estimator, p=pixels: e.encode_pixels(p), self.args.repeats)
+                for precision, estimator in ours.items()
+            }
+            best = min(times, key=times.get)
+            rows.append([
+                str(batch), f"{before:.1f}", *(f"{times[p]:.1f}" for p in ours),
+                f"{ratio(before, times[best])} ({best})",
+            ])  # fmt: skip
+        self._table(
+            f"CLIP image tower alone: {name} (median of {self.args.repeats}, ms per batch)",
+            ["batch", "original (fp32)", *ours, "speed-up"],
+            rows,
+        )
 
     def agreement(self, name: str, ours: dict[str, AgeEstimator]) -> None:
         if "fp32" not in ours or len(ours) == 1:
