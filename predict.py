@@ -9,7 +9,7 @@ import cog
 from cog import BaseModel, BaseRunner, Input, Path
 
 import clip_age
-from clip_age import options, pipeline
+from clip_age import cog_uploads, options, pipeline
 from clip_age.batcher import MicroBatcher
 from clip_age.decode_pool import DecodeFailed, DecodePool
 from clip_age.faces import DetectorUnavailable, FaceDetector
@@ -51,6 +51,7 @@ class Predictor(BaseRunner):
     def setup(self) -> None:
         started = time.perf_counter()
         settings = Settings.from_env()
+        cog_uploads.harden(settings.decode_limits.max_upload_bytes, settings.pool_limits.timeout_s)
         self.estimator = clip_age.load(settings.clip_model, settings.clip_pretrained)
         self.batcher = MicroBatcher(self.estimator.predict_pixels, max_rows=settings.max_batch_size)
         try:
@@ -71,7 +72,9 @@ class Predictor(BaseRunner):
     # Plain literals only in this signature: `cog build` reads it statically, without running it.
     @cog.concurrent(max=32)
     async def run(
+        # Positional-only: an input named "self" lands in **unknown instead of breaking the call.
         self,
+        /,
         image: Path = Input(
             description="A photo of a person, as a data URI or an http(s) URL: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF; by default at most 64 MB and 120 megapixels."
         ),
@@ -99,8 +102,9 @@ class Predictor(BaseRunner):
         # schema passes them here, and they are dropped the same way instead of failing the call.
         **unknown,
     ) -> Output:
+        arrived = asyncio.get_running_loop().time()
         if unknown:
-            log.warning("Ignoring unknown inputs: %s", ", ".join(sorted(map(str, unknown))))
+            log.warning("Ignoring %s", _named_briefly(unknown))
         try:
             path = _uploaded_file(image)
             with_probabilities = options.yes_or_no("return_probabilities", return_probabilities)
@@ -110,7 +114,7 @@ class Predictor(BaseRunner):
                     raise DetectorUnavailable(self.detector_problem)
             else:
                 faces = None
-            prepared = await self.decoders.prepare(path, faces)
+            prepared = await self.decoders.prepare(path, faces, started=arrived)
         # Whatever the client sent that we cannot use ends here, as a plain sentence.
         except (options.OptionError, InvalidImage, DecodeFailed, DetectorUnavailable) as refusal:
             raise Refused(str(refusal)) from None
@@ -119,6 +123,14 @@ class Predictor(BaseRunner):
         self.record_metric("batch_size", batched.batch_rows)
         answer = pipeline.to_json(pipeline.photo_age(prepared.faces, batched.results), with_probabilities)
         return Output(**{**answer, "faces": [Face(**face) for face in answer["faces"]]})
+
+
+def _named_briefly(unknown: dict) -> str:
+    """The unknown inputs for the log: how many, and the first few names, cut short (a client
+    may send megabytes of names)."""
+    shown = [repr(name if len(name) <= 40 else name[:37] + "...") for name in list(unknown)[:5]]
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return f"{len(unknown)} unknown input(s): {', '.join(shown)}{more}"
 
 
 def _uploaded_file(image: object) -> str:

@@ -12,6 +12,7 @@ px), never decoded photos.
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -32,6 +33,10 @@ class DecodeFailed(RuntimeError):
     """A worker died, overran its deadline or its memory: the upload cannot be used as sent."""
 
 
+class Busy(DecodeFailed):
+    """No decode worker came free in time: the request may succeed if sent again later."""
+
+
 class DecodePool:
     """A fixed number of decode workers shared by the concurrent requests of one event loop."""
 
@@ -43,7 +48,7 @@ class DecodePool:
         limits: PoolLimits,
     ) -> None:
         self._config = decode_worker.WorkerConfig(spec, detector_model, decode_limits, limits.memory_bytes)
-        self._limits = limits
+        self._limits, self._decode_limits = limits, decode_limits
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["clip_age.decode_worker"])
         self._closed = False
@@ -52,11 +57,19 @@ class DecodePool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._started = [_Worker(self._context, self._config) for _ in range(limits.workers)]
 
-    async def prepare(self, path: str, faces: FaceRequest | None) -> Prepared:
-        """Model rows for the photo at path (a file this server made for the request)."""
-        worker = await self._acquire()
+    async def prepare(self, path: str, faces: FaceRequest | None, started: float | None = None) -> Prepared:
+        """Model rows for the photo at path (a file this server made for the request).
+
+        started is when the request arrived (the event loop's clock; default now): its deadline
+        covers the wait for a worker as well as the decode."""
+        loop = asyncio.get_running_loop()
+        deadline = (loop.time() if started is None else started) + self._limits.timeout_s
+        worker = await self._acquire(min(self._limits.queue_timeout_s, deadline - loop.time()))
+        size = _size(path)
+        allowance = self._limits.decode_allowance_s(size, self._decode_limits.max_upload_bytes)
+        budget = min(allowance, deadline - loop.time())
         try:
-            status, payload, retire = await worker.run((path, faces), self._limits.timeout_s)
+            status, payload, retire = await worker.run((path, faces), budget)
         except asyncio.CancelledError:
             # The prediction was cancelled: stop its decode now, not when it would have finished.
             self._replace(worker, "its request was stopped")
@@ -64,8 +77,9 @@ class DecodePool:
         except _Overran:
             self._replace(worker, "it overran its deadline")
             raise DecodeFailed(
-                f"Decoding the photo took longer than {self._limits.timeout_s:g} s, the limit "
-                "(DECODE_TIMEOUT_S). Send a smaller or simpler photo: an ordinary JPEG or PNG."
+                f"Decoding the photo took longer than {budget:.3g} s, the limit for a file of "
+                f"{size / 1e6:.2g} MB (DECODE_TIMEOUT_S). "
+                "Send a smaller or simpler photo: an ordinary JPEG or PNG."
             ) from None
         except _Died:
             self._replace(worker, "it died")
@@ -92,14 +106,27 @@ class DecodePool:
         for worker in workers:
             worker.kill()
 
-    async def _acquire(self) -> "_Worker":
+    async def _acquire(self, wait_s: float) -> "_Worker":
+        """An idle worker, waiting at most wait_s (first come, first served); else Busy."""
         if self._idle is None:
             self._loop, self._idle = asyncio.get_running_loop(), asyncio.Queue()
             for worker in self._started:
                 self._idle.put_nowait(worker)
             self._started = []
+        give_up = self._loop.time() + wait_s
         while True:
-            worker = await self._idle.get()
+            try:
+                worker = self._idle.get_nowait()
+            except asyncio.QueueEmpty:
+                worker = None
+            try:
+                if worker is None:
+                    worker = await asyncio.wait_for(self._idle.get(), give_up - self._loop.time())
+            except TimeoutError:
+                raise Busy(
+                    f"The server is busy with other photos and could not start on this one within "
+                    f"{self._limits.queue_timeout_s:g} s (DECODE_QUEUE_TIMEOUT_S). Retry in a few seconds."
+                ) from None
             if worker.alive():
                 return worker
             # Killed while idle (by the kernel's OOM killer, say): no request should pay for it.
@@ -123,6 +150,13 @@ class DecodePool:
         # Killing and starting processes takes milliseconds: off the event loop and off the
         # request's time.
         threading.Thread(target=replace, name="decode-replace", daemon=True).start()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # the worker words what is wrong with it
 
 
 class _Overran(Exception):

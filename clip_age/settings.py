@@ -53,6 +53,9 @@ class Settings:
             pool_limits=PoolLimits(
                 workers=_number(env, "DECODE_WORKERS", int, pool.workers, 1, 64),
                 timeout_s=_number(env, "DECODE_TIMEOUT_S", float, pool.timeout_s, 0.1, 600),
+                queue_timeout_s=_number(
+                    env, "DECODE_QUEUE_TIMEOUT_S", float, pool.queue_timeout_s, 0.01, 600
+                ),
                 memory_bytes=_megabytes(env, "DECODE_MEMORY_MB", pool.memory_bytes),
             ),
         )

@@ -26,7 +26,8 @@ PREFIX = "Prediction failed: Async prediction failed: Refused: "
 GOOD = {"image": data_uri((EXAMPLES / "astronaut_face.jpg").read_bytes())}
 SEND_A_PHOTO = "Send the photo as 'image': a data URI (data:image/jpeg;base64,...) or an http(s) URL."
 
-# name -> (the request's inputs, words of the expected refusal; None: it must be answered)
+# name -> (the request's inputs, words of the expected refusal; None: it must be answered, or
+# refused at the deadline a file of its size gets)
 ATTACKS: dict[str, tuple[Callable[[], dict], str | None]] = {
     "progressive JPEG of 23,000 scans (622 KB)": (
         lambda: {"image": data_uri(hostile.jpeg_scan_bomb())},
@@ -139,8 +140,8 @@ def test_each_attack_is_refused_or_answered_within_its_budget(server, name):
     with PeakMemory(server) as memory:
         prediction, _ = server.predict(inputs)
     seconds = time.perf_counter() - started
-    if expected is None:
-        assert prediction["status"] == "succeeded", prediction
+    if expected is None:  # answered, or stopped by the deadline its small size earns it
+        assert prediction["status"] == "succeeded" or "(DECODE_TIMEOUT_S)" in prediction["error"], prediction
     else:
         assert prediction["status"] == "failed", prediction
         assert prediction["error"].startswith(PREFIX) and expected in prediction["error"], prediction["error"]
@@ -230,8 +231,8 @@ def test_a_decode_past_its_deadline_is_stopped_and_its_worker_replaced(tiny_mode
         prediction, _ = server.predict(upload)
         assert time.perf_counter() - started < 0.3 + 1.0
         assert prediction["error"] == PREFIX + (
-            "Decoding the photo took longer than 0.3 s, the limit (DECODE_TIMEOUT_S). Send a smaller "
-            "or simpler photo: an ordinary JPEG or PNG."
+            "Decoding the photo took longer than 0.3 s, the limit for a file of 0.35 MB "
+            "(DECODE_TIMEOUT_S). Send a smaller or simpler photo: an ordinary JPEG or PNG."
         )
         assert good_request_time(server) < 2.0
         assert worker not in server.decode_workers()

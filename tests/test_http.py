@@ -145,7 +145,7 @@ def test_unknown_inputs_are_dropped_as_a_built_image_does_and_never_leak_the_sig
     prediction, _ = cog_server.predict({"image": example("astronaut_face.jpg"), "detect_face": True})
     assert prediction["status"] == "succeeded", prediction
     assert prediction["output"]["faces"] == []
-    assert "Ignoring unknown inputs: detect_face" in cog_server.log()
+    assert "Ignoring 1 unknown input(s): 'detect_face'" in cog_server.log()
 
 
 def test_the_server_has_the_slots_the_decorator_declares(cog_server):

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ def test_defaults_are_the_documented_ones():
         max_jpeg_scans=64,
         detect_max_pixels=4_000_000,
     )
-    assert (settings.pool_limits.timeout_s, settings.pool_limits.memory_bytes) == (10.0, 1_500_000_000)
+    assert settings.pool_limits == PoolLimits(
+        workers=min(8, os.cpu_count() or 1), timeout_s=10.0, memory_bytes=1_500_000_000, queue_timeout_s=2.0
+    )
 
 
 def test_every_variable_is_read():
@@ -41,6 +44,7 @@ def test_every_variable_is_read():
             "DECODE_WORKERS": "3",
             "DECODE_TIMEOUT_S": "4.5",
             "DECODE_MEMORY_MB": "700",
+            "DECODE_QUEUE_TIMEOUT_S": "0.5",
         }
     )
     assert settings == Settings(
@@ -52,7 +56,7 @@ def test_every_variable_is_read():
         "int8",
         8,
         DecodeLimits(10_000_000, 50_000_000, 300_000_000, 20, 2_500_000),
-        PoolLimits(3, 4.5, 700_000_000),
+        PoolLimits(3, 4.5, 700_000_000, 0.5),
     )
 
 
