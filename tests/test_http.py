@@ -149,7 +149,7 @@ def test_unknown_inputs_are_dropped_as_a_built_image_does_and_never_leak_the_sig
 
 
 def test_the_server_has_the_slots_the_decorator_declares(cog_server):
-    assert '"max_concurrency":32' in cog_server.log().replace(" ", "")
+    assert '"max_concurrency":8' in cog_server.log().replace(" ", "")
 
 
 def test_setup_failure_names_the_missing_weights(tmp_path):

@@ -7,12 +7,15 @@ import http.server
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
+import urllib.error
+from pathlib import Path
 
 import pytest
 
-from clip_age.cog_uploads import UNUSABLE
+from clip_age.cog_uploads import FILE_PREFIX, UNUSABLE
 from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri
@@ -26,6 +29,14 @@ MODEL_PREFIX = "Prediction failed: Async prediction failed: Refused: "
 def tiny_server(tiny_model_dir, **settings: str) -> LocalCogServer:
     env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", **settings}
     return LocalCogServer(env)
+
+
+def send_once(server: LocalCogServer, inputs: dict) -> None:
+    """One request, as an attacker sends it: a 409 (every slot taken) is not retried."""
+    try:
+        server.predict(inputs, retries=0)
+    except urllib.error.HTTPError as error:
+        assert error.code == 409
 
 
 def answered_within(server: LocalCogServer, inputs: dict) -> tuple[dict, float]:
@@ -122,12 +133,27 @@ def test_megabytes_of_unknown_input_names_grow_the_log_by_little(cog_server):
     [
         "data:image/jpeg;base64",  # no comma: no data at all
         "data:image/png;base64," + "A" * 1001,  # base64 of an impossible length
+        "data:image/jpeg;base64,@@@@",  # not base64
+        "data:image/jpeg,%FF%D8",  # not base64 at all
     ],
 )
 def test_a_broken_data_uri_gets_one_plain_sentence(cog_server, image):
     prediction, _ = cog_server.predict({"image": image})
     assert prediction["status"] == "failed"
     assert prediction["error"] == COG_INPUT_PREFIX + UNUSABLE
+
+
+def test_every_upload_file_is_deleted_after_its_prediction(cog_server):
+    def leftovers() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob(FILE_PREFIX + "*"))
+
+    before = leftovers()
+    answers = [
+        cog_server.predict(inputs)[0]
+        for inputs in (GOOD, {"image": data_uri(b"not a photo")}, {"image": "data:image/jpeg;base64,"})
+    ]
+    assert [answer["status"] for answer in answers] == ["succeeded", "failed", "failed"]
+    assert leftovers() - before == set()
 
 
 def test_url_inputs_do_not_tell_a_closed_port_from_a_service(cog_server):
@@ -202,7 +228,7 @@ def test_thirty_two_cheap_slow_uploads_leave_a_good_request_answered_within_5_s(
     with tiny_server(tiny_model_dir, DECODE_WORKERS="2") as server:
         assert server.wait_until_ready()["status"] == "READY", server.log()
         slow = {"image": data_uri(hostile.png_flat()), "detect_faces": True, "min_face_size": 8}
-        attackers = [threading.Thread(target=server.predict, args=(slow,)) for _ in range(32)]
+        attackers = [threading.Thread(target=send_once, args=(server, slow)) for _ in range(32)]
         for attacker in attackers:
             attacker.start()
         time.sleep(0.5)
