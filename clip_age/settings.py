@@ -13,6 +13,7 @@ DEFAULT_WEIGHTS_DIR = Path("/weights")
 DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
+HF_TRUE = ("1", "ON", "YES", "TRUE")  # what huggingface_hub reads as "on"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Settings:
     device: str = "auto"
     cpu_precision: str = "auto"
     max_batch_size: int = 64
+    # The Hugging Face client's own switch; the clip-age command fetches no weights while it is on.
+    hub_offline: bool = False
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
 
@@ -38,6 +41,7 @@ class Settings:
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
+            hub_offline=env.get("HF_HUB_OFFLINE", "").upper() in HF_TRUE,
             decode_limits=DecodeLimits(
                 max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
                 max_pixels=round(
