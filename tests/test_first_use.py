@@ -108,3 +108,34 @@ def test_a_corrupted_download_is_refused_and_deleted(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and " is corrupt: its sha256 is " in last
     assert not list(tmp_path.rglob("blobs/*"))
+
+
+def readme_no_network_command() -> str:
+    section = (REPO / "README.md").read_text().split("**Without the network**", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0].strip()
+
+
+@pytest.mark.slow
+def test_the_no_network_try_out_runs_as_written_and_writes_under_the_cache(tmp_path):
+    command = readme_no_network_command()
+    assert command == "CLIP_MODEL=local-dir:$(python -m clip_age.dev.tiny_models) clip-age predict examples/"
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "examples").symlink_to(REPO / "examples")
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith(("CLIP_", "HF_"))},
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+        # `python` and `clip-age` are this environment's, as after the README's install line.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=checkout, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3 and all(
+        1 <= json.loads(line)["age"] <= 99 for line in done.stdout.splitlines()
+    )
+    assert (tmp_path / "cache" / "clip-age" / "tiny-clip" / "open_clip_config.json").is_file()
+    assert sorted(path.name for path in checkout.iterdir()) == ["examples"]  # nothing left in the checkout
