@@ -25,10 +25,10 @@ class Settings:
     device: str = "auto"
     cpu_precision: str = "auto"
     max_batch_size: int = 64
-    # The Hugging Face client's own switch; the clip-age command fetches no weights while it is on.
-    hub_offline: bool = False
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
+    # The Hugging Face client's own switch; the clip-age command fetches no weights while it is on.
+    hub_offline: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -41,7 +41,6 @@ class Settings:
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
-            hub_offline=env.get("HF_HUB_OFFLINE", "").upper() in HF_TRUE,
             decode_limits=DecodeLimits(
                 max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
                 max_pixels=round(
@@ -59,6 +58,7 @@ class Settings:
                 timeout_s=_number(env, "DECODE_TIMEOUT_S", float, pool.timeout_s, 0.1, 600),
                 memory_bytes=_megabytes(env, "DECODE_MEMORY_MB", pool.memory_bytes),
             ),
+            hub_offline=env.get("HF_HUB_OFFLINE", "").upper() in HF_TRUE,
         )
 
 

@@ -13,6 +13,7 @@ def test_defaults_are_the_documented_ones():
     assert settings.weights_dir == Path("/weights")
     assert settings.face_detector_model == REPO / "clip_age" / "models" / "face_detection_yunet_2026may.onnx"
     assert (settings.device, settings.cpu_precision, settings.max_batch_size) == ("auto", "auto", 64)
+    assert settings.hub_offline is False
     assert settings.decode_limits == DecodeLimits(
         max_upload_bytes=64_000_000,
         max_pixels=120_000_000,
@@ -41,6 +42,7 @@ def test_every_variable_is_read():
             "DECODE_WORKERS": "3",
             "DECODE_TIMEOUT_S": "4.5",
             "DECODE_MEMORY_MB": "700",
+            "HF_HUB_OFFLINE": "1",
         }
     )
     assert settings == Settings(
@@ -53,6 +55,7 @@ def test_every_variable_is_read():
         8,
         DecodeLimits(10_000_000, 50_000_000, 300_000_000, 20, 2_500_000),
         PoolLimits(3, 4.5, 700_000_000),
+        hub_offline=True,
     )
 
 
