@@ -100,6 +100,7 @@ def test_offline_never_fetches_and_says_how_to(tmp_path):
         assert line.endswith(f"Nothing was downloaded: {reason}.")
 
 
+@pytest.mark.slow
 def test_a_corrupted_download_is_refused_and_deleted(tmp_path):
     weights = b"\x00" * 1000
     with FakeHub({B32: weights}, corrupt=frozenset({B32})) as hub:
