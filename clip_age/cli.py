@@ -5,9 +5,11 @@
     clip-age predict --csv PATH...    one CSV row per face
     clip-age evaluate DATASET         accuracy metrics, breakdowns, plots and a report
 
-Options are checked before the model loads, with the limits and words of the HTTP API. Exit
-status: 2 for a usage error, 1 if any photo failed, 0 otherwise. The heavy imports (torch,
-open_clip) happen after the arguments are checked, so --help and mistakes answer quickly.
+Every option and setting is checked before torch and open_clip are imported (which takes
+seconds), with the limits and words of the HTTP API, so --help and mistakes answer at once.
+`predict` and `evaluate` fetch the configured model's weights on first use, unless --offline or
+HF_HUB_OFFLINE=1 says not to. Exit status: 2 for a usage error, 1 if any photo failed, 0
+otherwise.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from clip_age import options
+from clip_age import model_choice, options
+from clip_age.settings import Settings
 
 if TYPE_CHECKING:
     from clip_age.estimator import AgeEstimator
@@ -67,8 +71,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         if args.command == "download":
             return _download(args, out)
-        request = _check(args)
-        estimator = _load(args)
+        settings = Settings.from_env()  # a wrong variable is named here, before anything loads
+        choice = model_choice.choose(args.model, args.pretrained, settings)
+        request = _check(args, settings)
+        estimator = _load(args, choice, settings)
         if args.command == "predict":
             return predict(estimator, request, out)
         return _evaluate(estimator, request, args, out)
@@ -123,10 +129,8 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
     return 1 if counts["failed"] else 0
 
 
-def _check(args: argparse.Namespace) -> PredictRequest:
+def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
     """Every option, before the model loads."""
-    from clip_age.settings import Settings
-
     batch_size = options.whole_number("--batch-size", _number(args.batch_size), *BATCH_SIZE_RANGE)
     workers = (
         None
@@ -134,24 +138,44 @@ def _check(args: argparse.Namespace) -> PredictRequest:
         else options.whole_number("--workers", _number(args.workers), *WORKERS_RANGE)
     )
     if args.command == "evaluate":
+        if not Path(args.dataset).exists():
+            raise UsageError(
+                f"{args.dataset}: no such file or folder. Give a label file (CSV, JSON or JSON lines), "
+                "an APPA-REAL folder or a folder of UTKFace photos."
+            )
+        if args.templates and not Path(args.templates).is_file():
+            raise UsageError(f"--templates {args.templates}: no such file. Give a file of [name] sections.")
+        writable_folder("--out", args.out)
         return PredictRequest([], [], None, False, Path(), None, False, False, batch_size, workers)
     faces = None
-    detector = Path(args.detector) if args.detector else Settings.from_env().face_detector_model
+    detector = Path(args.detector) if args.detector else settings.face_detector_model
+    if args.detector and not detector.is_file():
+        raise UsageError(
+            f"--detector {args.detector}: no such file. Give a YuNet .onnx face detector model, or leave "
+            "--detector out to use FACE_DETECTOR_MODEL or the one that ships with clip-age."
+        )
     if args.faces:
         faces = options.face_request(
             _number(args.min_face_size, options.DEFAULT_MIN_FACE_SIZE),
             _number(args.max_faces, options.DEFAULT_MAX_FACES),
             cli=True,
         )
-        from clip_age.faces import FaceDetector
+        from clip_age.faces import DetectorUnavailable, FaceDetector
 
-        FaceDetector(detector)  # a file that is not a YuNet model fails now, not per photo
+        try:
+            FaceDetector(detector)  # a file that is not a YuNet model fails now, not per photo
+        except DetectorUnavailable:
+            if not args.detector:
+                raise  # it names FACE_DETECTOR_MODEL
+            raise UsageError(
+                f"--detector {args.detector} is not a YuNet face detector model (OpenCV could not load it). "
+                "Give a YuNet .onnx file, or leave --detector out to use FACE_DETECTOR_MODEL or the one "
+                "that ships with clip-age."
+            ) from None
     elif args.require_face or args.min_face_size is not None or args.max_faces is not None:
         raise UsageError("--require-face, --min-face-size and --max-faces need --faces.")
     files, names = photo_files(args.paths)
-    draw = Path(args.draw) if args.draw else None
-    if draw is not None and draw.exists() and not draw.is_dir():
-        raise UsageError(f"--draw {draw}: not a folder. Name a folder to write the drawn photos into.")
+    draw = writable_folder("--draw", args.draw) if args.draw else None
     return PredictRequest(
         files,
         names,
@@ -168,16 +192,21 @@ def _check(args: argparse.Namespace) -> PredictRequest:
 
 def photo_files(paths: list[str]) -> tuple[list[str], list[str]]:
     """The files as given, and the photos inside folders (recursively, sorted), each with its
-    path below the folder it was found in; an empty set is a usage error."""
+    path below the folder it was found in; a path that does not exist, or no photo at all, is a
+    usage error."""
     files, names = [], []
     for path in map(Path, paths):
         if path.is_dir():
             found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             files += [str(file) for file in found]
             names += [str(file.relative_to(path)) for file in found]
-        else:
+        elif path.exists():
             files.append(str(path))
             names.append(path.name)
+        else:
+            raise UsageError(
+                f"{path}: no such file or folder. Give photo files, or folders that hold photos."
+            )
     if not files:
         raise UsageError(
             f"No photos in {', '.join(paths)}: give photo files, or folders that hold "
@@ -186,10 +215,54 @@ def photo_files(paths: list[str]) -> tuple[list[str], list[str]]:
     return files, names
 
 
-def _load(args: argparse.Namespace) -> AgeEstimator:
-    import clip_age
+def writable_folder(flag: str, value: str) -> Path:
+    """The folder an option names, checked before the model loads: it is a folder, or can be
+    made below one, where this user can create files. Nothing is created yet."""
+    folder = Path(value)
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {value}: {existing} is a file, not a folder. Name a folder to write into.")
+    try:
+        tempfile.NamedTemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise UsageError(
+            f"{flag} {value}: cannot write into {existing} ({error.strerror}). Name a folder you can write to."
+        ) from None
+    return folder
 
-    return clip_age.load(args.model, args.pretrained, device=args.device, cpu_precision=args.precision)
+
+def _load(args: argparse.Namespace, choice: model_choice.ModelChoice, settings: Settings) -> AgeEstimator:
+    """The model, its weights fetched first if this machine has never had them (the HTTP server
+    never fetches: its weights are put into the image when it is built)."""
+    import clip_age
+    from clip_age import weights
+
+    try:
+        if choice.fetchable:
+            weights.locate(choice.model, choice.pretrained, settings.weights_dir)
+    except weights.WeightsMissing as missing:
+        offline = (
+            "--offline was given" if args.offline else "HF_HUB_OFFLINE is on" if settings.hub_offline else ""
+        )
+        if offline:
+            raise weights.WeightsMissing(f"{missing} Nothing was downloaded: {offline}.") from None
+        _fetch(choice)
+    return clip_age.load(choice.model, choice.pretrained, device=args.device, cpu_precision=args.precision)
+
+
+def _fetch(choice: model_choice.ModelChoice) -> None:
+    from clip_age import download
+
+    def announce(note: str) -> None:
+        print(
+            f"{note} Once: later runs read them from there; --offline or HF_HUB_OFFLINE=1 never downloads.",
+            file=sys.stderr,
+        )
+
+    for line in download.describe(download.fetch(choice.model, choice.pretrained, announce)):
+        print(line, file=sys.stderr)
 
 
 def _evaluate(estimator: AgeEstimator, request: PredictRequest, args: argparse.Namespace, out: TextIO) -> int:
@@ -239,25 +312,25 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# What a user can get wrong beyond options and paths (ValueError, OSError): each kind lives in a
+# module that imports torch, open_clip or OpenCV. An error of that kind can only come from a module
+# already imported, so only those are looked at: a usage error must not wait for torch to load.
+MISTAKES = (
+    ("clip_age.weights", "WeightsError"),
+    ("clip_age.compute", "DeviceError"),
+    ("clip_age.faces", "DetectorUnavailable"),
+    ("clip_age.download", "DownloadError"),
+)
+
+
 def _users_mistake(error: Exception) -> bool:
-    from clip_age.compute import DeviceError
-    from clip_age.faces import DetectorUnavailable
-    from clip_age.weights import WeightsError
-
-    mistakes = (
-        UsageError,
-        options.OptionError,
-        WeightsError,
-        DeviceError,
-        DetectorUnavailable,
-        ValueError,
-        OSError,
-    )
-    if isinstance(error, mistakes):
+    if isinstance(error, (ValueError, OSError)):  # UsageError, OptionError, ModelChoiceError, settings
         return True
-    from clip_age.download import DownloadError
-
-    return isinstance(error, DownloadError)
+    return any(
+        isinstance(error, getattr(sys.modules[module], name))
+        for module, name in MISTAKES
+        if module in sys.modules
+    )
 
 
 def _number(value: str | None, default: int | None = None) -> object:
@@ -342,6 +415,11 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--workers",
             help="decode processes beside the model (0 to 64; default: none when CLIP runs on the CPU, one per core up to 16 on a GPU)",
+        )
+        command.add_argument(
+            "--offline",
+            action="store_true",
+            help="never download weights (as HF_HUB_OFFLINE=1); without it, missing weights are fetched once",
         )
 
     download_command = commands.add_parser("download", help="fetch a model's weights once, for setup to find")

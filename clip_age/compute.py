@@ -37,7 +37,9 @@ def resolve_device(setting: str) -> torch.device:
             "CLIP_DEVICE=cpu (in cog.yaml's environment, or build with gpu: false)."
         )
     log.warning(
-        "No usable GPU (%s): CLIP runs on the CPU, much slower. CLIP_DEVICE=cpu says so on purpose.", problem
+        "No usable GPU (%s), so CLIP runs on the CPU, which is slower. To choose the CPU and not see "
+        "this notice, set CLIP_DEVICE=cpu (or pass --device cpu to clip-age).",
+        problem,
     )
     return torch.device("cpu")
 

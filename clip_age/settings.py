@@ -13,6 +13,7 @@ DEFAULT_WEIGHTS_DIR = Path("/weights")
 DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
+HF_TRUE = ("1", "ON", "YES", "TRUE")  # what huggingface_hub reads as "on"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Settings:
     max_batch_size: int = 64
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
+    # The Hugging Face client's own switch; the clip-age command fetches no weights while it is on.
+    hub_offline: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -58,6 +61,7 @@ class Settings:
                 ),
                 memory_bytes=_megabytes(env, "DECODE_MEMORY_MB", pool.memory_bytes),
             ),
+            hub_offline=env.get("HF_HUB_OFFLINE", "").upper() in HF_TRUE,
         )
 
 

@@ -31,6 +31,10 @@ class WeightsError(RuntimeError):
     """The configured model's weights are not on this machine, or do not load."""
 
 
+class WeightsMissing(WeightsError):
+    """The model is known but its weights were never fetched to this machine."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Arguments for open_clip.create_model_and_transforms that load from local disk only."""
@@ -98,7 +102,7 @@ def locate(model_name: str, pretrained: str | None, weights_dir: Path) -> ModelS
     for candidate in candidates(model_name, pretrained, weights_dir):
         if candidate.is_file():
             return ModelSpec(model_name, str(candidate), options)
-    raise WeightsError(_missing_message(model_name, pretrained, weights_dir, tag))
+    raise WeightsMissing(_missing_message(model_name, pretrained, weights_dir, tag))
 
 
 def create(spec: ModelSpec, device: torch.device | str, precision: str) -> torch.nn.Module:
@@ -139,7 +143,7 @@ def candidates(model_name: str, pretrained: str, weights_dir: Path) -> list[Path
         found.append(local)
     if tag.get("hf_hub"):
         repo_id, filename = os.path.split(tag["hf_hub"])
-        for name in _hub_filenames(filename):
+        for name in hub_filenames(filename):
             cached = try_to_load_from_cache(repo_id, name)
             if isinstance(cached, str):
                 found.append(Path(cached))
@@ -152,7 +156,7 @@ def _cached_hub_folder(model_name: str) -> Path:
     repo_id = model_name.removeprefix("hf-hub:")
     config = try_to_load_from_cache(repo_id, "open_clip_config.json")
     if not isinstance(config, str):
-        raise WeightsError(
+        raise WeightsMissing(
             f"CLIP_MODEL={model_name}: not in the Hugging Face cache (setup never downloads). "
             f"Fetch it first: {DOWNLOAD_COMMAND} --model {model_name}"
         )
@@ -167,7 +171,7 @@ def _looks_like_a_path(value: str) -> bool:
     return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
 
 
-def _hub_filenames(filename: str) -> list[str]:
+def hub_filenames(filename: str) -> list[str]:
     """The names open_clip tries in a hub repository, safetensors first."""
     if not filename:
         return ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]

@@ -40,19 +40,24 @@ def test_concurrency_comes_from_the_decorator_as_an_integer_literal():
     assert decorator_concurrency() == predict.Predictor.run.__cog_concurrent_max__ == 32
 
 
-def test_validates_against_cogs_config_schema():
+def cog_config_schema() -> dict:
     schema_file = SHARED / "cog" / "config_schema_v1.0.json"
     if not schema_file.is_file():
-        pytest.skip(f"Cog's config schema is not at {schema_file}")
+        pytest.skip(
+            "needs Cog's config schema: fetch pkg/config/data/config_schema_v1.0.json from Cog's "
+            "source (github.com/replicate/cog) into $SHARED_DIR/cog/"
+        )
+    return json.loads(schema_file.read_text())
+
+
+def test_validates_against_cogs_config_schema():
     import jsonschema
 
-    jsonschema.validate(CONFIG, json.loads(schema_file.read_text()))
+    jsonschema.validate(CONFIG, cog_config_schema())
 
 
 def test_the_readmes_cpu_only_variant_is_a_valid_config():
-    schema_file = SHARED / "cog" / "config_schema_v1.0.json"
-    if not schema_file.is_file():
-        pytest.skip(f"Cog's config schema is not at {schema_file}")
+    schema = cog_config_schema()
     import jsonschema
 
     section = (REPO / "README.md").read_text().split("**CPU-only image**", 1)[1]
@@ -61,7 +66,7 @@ def test_the_readmes_cpu_only_variant_is_a_valid_config():
         *(line for line in CONFIG["environment"] if not line.startswith("CLIP_DEVICE=")), *change["environment"]
     ]}  # fmt: skip
     del variant["build"]["cuda"]
-    jsonschema.validate(variant, json.loads(schema_file.read_text()))
+    jsonschema.validate(variant, schema)
     assert variant["build"]["gpu"] is False and "CLIP_DEVICE=cpu" in variant["environment"]
 
 

@@ -2,6 +2,8 @@
 on loopback. Both must leave the files where setup looks, and refuse a corrupted one."""
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,18 @@ pytestmark = pytest.mark.slow
 B32 = "timm/vit_base_patch32_clip_224.openai/open_clip_model.safetensors"
 L14 = "timm/vit_large_patch14_clip_224.openai/open_clip_model.safetensors"
 WEIGHTS = os.urandom(300_000)  # what is in the file does not matter to the fetching
+BASH = shutil.which("bash")
+
+
+def image_path(home: Path) -> str:
+    """A PATH like the one Cog's CUDA image gives build steps: its Python is named `python3`
+    only (there is no `python`). Here python3 is this interpreter, and nothing else is on it."""
+    folder = home / "image-bin"
+    folder.mkdir(exist_ok=True)
+    python3 = folder / "python3"
+    python3.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python3.chmod(0o755)
+    return str(folder)
 
 
 def run(command: list[str], hub: FakeHub, home, **env: str) -> subprocess.CompletedProcess:
@@ -26,11 +40,15 @@ def run(command: list[str], hub: FakeHub, home, **env: str) -> subprocess.Comple
         "HF_HOME": str(home),
         "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_OFFLINE": "1",  # as in the container: the download must switch it off itself
-        # Build steps call `python`, the image's interpreter: make that this one.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": image_path(Path(home)),
         **env,
     }
     return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def build(step: str, hub: FakeHub, home) -> subprocess.CompletedProcess:
+    """A build step exactly as written, run by a shell whose PATH holds python3 only."""
+    return run([BASH, "-c", step], hub, home)
 
 
 def located(hub: FakeHub, home, model: str, pretrained: str) -> str:
@@ -53,7 +71,7 @@ def test_download_fetches_verifies_and_leaves_the_file_where_setup_looks(tmp_pat
         assert done.returncode == 0, done.stderr
         path = located(hub, tmp_path, "ViT-B-32", "openai")
     assert open(path, "rb").read() == WEIGHTS
-    assert f"{path} (0 MB): sha256 matches the Hugging Face Hub's" in done.stdout
+    assert f"{path} (0.3 MB): sha256 matches the Hugging Face Hub's" in done.stdout
     assert f"export CLIP_MODEL=ViT-B-32 CLIP_PRETRAINED=openai HF_HOME={tmp_path}" in done.stdout
 
 
@@ -146,7 +164,7 @@ def readme_vit_b_32_recipe() -> str:
 
 def test_the_image_builds_weights_step_leaves_them_where_setup_looks(tmp_path):
     with FakeHub({L14: WEIGHTS}) as hub:
-        built = run(["bash", "-c", build_step()], hub, tmp_path)
+        built = build(build_step(), hub, tmp_path)
         assert built.returncode == 0, built.stderr
         path = located(hub, tmp_path, "ViT-L-14", "openai")
     assert open(path, "rb").read() == WEIGHTS
@@ -155,7 +173,7 @@ def test_the_image_builds_weights_step_leaves_them_where_setup_looks(tmp_path):
 
 def test_the_image_builds_weights_step_fails_on_a_corrupted_file(tmp_path):
     with FakeHub({L14: WEIGHTS}, corrupt=frozenset({L14})) as hub:
-        built = run(["bash", "-c", build_step()], hub, tmp_path)
+        built = build(build_step(), hub, tmp_path)
     assert built.returncode != 0
     assert "is not the one the Hub lists" in built.stderr
 
@@ -164,6 +182,6 @@ def test_the_readmes_vit_b_32_recipe_builds_what_setup_loads(tmp_path):
     recipe = yaml.safe_load(readme_vit_b_32_recipe())
     assert recipe["environment"] == ["CLIP_MODEL=ViT-B-32"]
     with FakeHub({B32: WEIGHTS}) as hub:
-        built = run(["bash", "-c", build_step(readme_vit_b_32_recipe())], hub, tmp_path)
+        built = build(build_step(readme_vit_b_32_recipe()), hub, tmp_path)
         assert built.returncode == 0, built.stderr
         assert open(located(hub, tmp_path, "ViT-B-32", "openai"), "rb").read() == WEIGHTS

@@ -272,6 +272,25 @@ def test_plots_show_both_estimates_the_model_the_mae_and_each_bars_n(tmp_path, c
             assert plot.format == "PNG" and 800 <= plot.width <= 1600 and 400 <= plot.height <= 800
 
 
+@pytest.mark.parametrize("count", [3, 7, 300])
+def test_the_error_histogram_counts_photos_in_whole_numbers(count):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(count)
+    true = rng.uniform(1, 99, count)
+    predicted = {
+        "argmax": np.round(true + rng.normal(0, 9, count)),
+        "expected": true + rng.normal(0, 6, count),
+    }
+    histogram = plots.figures(true, predicted, synthetic_report(true, predicted))["error_histogram.png"]
+    axes = histogram.axes[0]
+    histogram.canvas.draw()
+    low, high = axes.get_ylim()
+    ticks = [tick for tick in axes.get_yticks() if low <= tick <= high]
+    assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks), ticks
+    plt.close("all")
+
+
 def test_fairface_bins(estimator, photos, tmp_path):
     folder, paths = photos
     bins = ["more than 70", "3-9", "10-19", "0-2", "3-9", "20-29"]

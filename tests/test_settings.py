@@ -14,6 +14,7 @@ def test_defaults_are_the_documented_ones():
     assert settings.weights_dir == Path("/weights")
     assert settings.face_detector_model == REPO / "clip_age" / "models" / "face_detection_yunet_2026may.onnx"
     assert (settings.device, settings.cpu_precision, settings.max_batch_size) == ("auto", "auto", 64)
+    assert settings.hub_offline is False
     assert settings.decode_limits == DecodeLimits(
         max_upload_bytes=64_000_000,
         max_pixels=120_000_000,
@@ -45,6 +46,7 @@ def test_every_variable_is_read():
             "DECODE_TIMEOUT_S": "4.5",
             "DECODE_MEMORY_MB": "700",
             "DECODE_QUEUE_TIMEOUT_S": "0.5",
+            "HF_HUB_OFFLINE": "1",
         }
     )
     assert settings == Settings(
@@ -57,6 +59,7 @@ def test_every_variable_is_read():
         8,
         DecodeLimits(10_000_000, 50_000_000, 300_000_000, 20, 2_500_000),
         PoolLimits(3, 4.5, 700_000_000, 0.5),
+        hub_offline=True,
     )
 
 

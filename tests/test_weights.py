@@ -84,9 +84,9 @@ def test_a_missing_checkpoint_file_is_not_found(tmp_path):
 
 
 def test_hf_hub_file_names_follow_open_clip():
-    assert weights._hub_filenames("") == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    assert weights._hub_filenames("model.bin") == ["model.safetensors", "model.bin"]
-    assert weights._hub_filenames("model.npz") == ["model.npz"]
+    assert weights.hub_filenames("") == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    assert weights.hub_filenames("model.bin") == ["model.safetensors", "model.bin"]
+    assert weights.hub_filenames("model.npz") == ["model.npz"]
 
 
 def test_a_checkpoint_file_is_used_as_given(tmp_path):

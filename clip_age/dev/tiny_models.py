@@ -1,6 +1,7 @@
 """Write open_clip models as local-dir: folders; build a tiny random-init one for tests and demos."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,15 @@ def build_random_model(model_name: str, folder: Path, seed: int = 0) -> Path:
     return save_model_dir(open_clip.model.CLIP(**config), config, folder)
 
 
+def default_folder() -> Path:
+    """Where the try-out model goes unless told: a cache folder, not the current directory."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "clip-age" / "tiny-clip"
+
+
 if __name__ == "__main__":
     import sys
 
-    # python -m clip_age.dev.tiny_models [FOLDER]: a model to try the commands with, no weights needed.
-    print(build_tiny_model(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-clip")))
+    # python -m clip_age.dev.tiny_models [FOLDER]: a model to try the commands with, no weights
+    # needed. It prints the folder, for CLIP_MODEL=local-dir:$(python -m clip_age.dev.tiny_models).
+    print(build_tiny_model(Path(sys.argv[1]) if len(sys.argv) > 1 else default_folder()))

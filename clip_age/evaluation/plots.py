@@ -119,12 +119,16 @@ def _mae_by_decade(plt: ModuleType, report: dict[str, Any]) -> "Figure":
 def _error_histogram(
     plt: ModuleType, true: np.ndarray, predicted: dict[str, np.ndarray], report: dict[str, Any]
 ) -> "Figure":
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = plt.subplots(figsize=(10, 5), layout="constrained")
     errors = [predicted[estimate] - true for estimate in ESTIMATES]
     edges = np.histogram_bin_edges(np.concatenate(errors), bins=40)
     for error, estimate in zip(errors, ESTIMATES):
         axes.hist(error, bins=edges, histtype="step", linewidth=1.5, label=estimate, color=COLOURS[estimate])
     axes.axvline(0, color="black", linewidth=1)
+    # The axis counts photos: on a small set matplotlib would otherwise put ticks at 0.5, 1.5, ...
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     bins = ", bin centre" if report["labels"] == "bins" else ""
     axes.set(xlabel=f"predicted - true (years{bins})", ylabel="photos", title=title("Signed error", report))
     axes.legend()
