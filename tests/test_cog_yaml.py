@@ -37,7 +37,7 @@ def test_run_names_a_base_runner_with_an_async_run_method_and_nothing_deprecated
 
 def test_concurrency_comes_from_the_decorator_as_an_integer_literal():
     # cog build reads @cog.concurrent(max=N) statically and bakes N into COG_MAX_CONCURRENCY.
-    assert decorator_concurrency() == predict.Predictor.run.__cog_concurrent_max__ == 32
+    assert decorator_concurrency() == predict.Predictor.run.__cog_concurrent_max__ == 8
 
 
 def cog_config_schema() -> dict:
