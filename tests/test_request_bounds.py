@@ -19,6 +19,7 @@ from clip_age.cog_uploads import FILE_PREFIX, UNUSABLE
 from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri
+from tests.test_hostile import PeakMemory
 
 GOOD = {"image": data_uri((EXAMPLES / "astronaut_face.jpg").read_bytes(), "image/jpeg")}
 # Cog's words before a failure in its own handling of the inputs, and before the model's.
@@ -250,10 +251,14 @@ def test_distinct_large_data_uris_leave_no_memory_behind(tiny_model_dir):
         for _ in range(5):  # the process tree at its working size
             server.predict(GOOD)
         idle = server.rss_bytes()
-        for _ in range(10):
-            junk = b"\xff\xd8\xff" + os.urandom(30_000_000)  # 40 MB as a data URI; each one distinct
-            prediction, _ = server.predict({"image": data_uri(junk, "image/jpeg")})
-            assert prediction["status"] == "failed"
+        with PeakMemory(server) as memory:
+            for _ in range(10):
+                junk = b"\xff\xd8\xff" + os.urandom(30_000_000)  # 40 MB as a data URI; each one distinct
+                prediction, _ = server.predict({"image": data_uri(junk, "image/jpeg")})
+                assert prediction["status"] == "failed"
         kept = server.rss_bytes() - idle
-        print(f"\nten distinct 40 MB data URIs: {kept / 1e6:+,.0f} MB kept")
+        print(
+            f"\nten distinct 40 MB data URIs, one at a time: peak +{(memory.peak - idle) / 1e6:,.0f} MB, "
+            f"{kept / 1e6:+,.0f} MB kept"
+        )
         assert kept < 300e6
