@@ -408,8 +408,12 @@ def describe(data: bytes) -> str:
 
 def _orientation(image: Image.Image) -> object:
     """The EXIF orientation tag as stored; anything but the eight defined values (a malformed
-    tag included) leaves the photo as stored, so it cannot cost the person their answer."""
-    return image.getexif().get(0x0112, 1)
+    tag included) leaves the photo as stored, so it cannot cost the person their answer; so does
+    an EXIF block Pillow cannot parse (it raises SyntaxError, struct.error, ... on one)."""
+    try:
+        return image.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
 
 
 def _upright(image: Image.Image, orientation: object) -> Image.Image:

@@ -705,3 +705,12 @@ def gif_block_flood(blocks: int = 30_000_000, width: int = 64, height: int = 64)
     data = buf.getvalue()
     frame = data.index(b",", 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 13))
     return data[:frame] + b"!\xfe" + b"\x01C" * blocks + b"\x00" + data[frame:]
+
+
+def bigtiff_many_fields(fields: int = 3_000_000) -> bytes:
+    """A BigTIFF whose first directory declares `fields` fields (20 bytes each, all present):
+    its count is a 64-bit number, and Pillow reads the fields one at a time in Python."""
+    entry = struct.pack("<HHQQ", 0x9C9C, 1, 1, 0)  # a private one-byte field
+    return (
+        b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", fields) + entry * fields + b"\x00" * 8
+    )
