@@ -392,7 +392,9 @@ def test_a_small_file_declaring_costly_work_is_refused_within_two_seconds(name):
     started = time.perf_counter()
     with pytest.raises(InvalidImage) as raised:
         load_image(data)
-    assert time.perf_counter() - started < 2.0
+    seconds = time.perf_counter() - started
+    print(f"\n{name} ({len(data):,} bytes): refused in {seconds * 1000:.1f} ms")
+    assert seconds < 2.0
     assert words in str(raised.value)
 
 
