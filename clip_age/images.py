@@ -113,7 +113,9 @@ def load_image(
     with _open(data, kind) as image:
         _check_size(image.size, limits)
         _check_metadata(image)
-        decoder_copy = DECODER_COPY.get(kind, 0)
+        # The decoder's own buffers: from the file's structure where it shows them, else
+        # estimated per pixel of the photo.
+        decoder_copy = 0 if working_bytes else DECODER_COPY.get(kind, 0)
         if kind == "PNG":
             # A PNG's EXIF may follow its pixels, and Pillow decodes them to look for it: the
             # budget assumes a turn, and the orientation is read after decoding.
@@ -156,7 +158,8 @@ def _read_limited(source: bytes | str | os.PathLike, limits: DecodeLimits) -> by
 
 def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int:
     """What must be checked before Pillow opens the file, because opening it already costs.
-    Returns the memory the decoder works in besides the photo (a TIFF's tile buffer), in bytes."""
+    Returns the memory the decoder works in besides the photo (a TIFF's tile buffer, an AVIF's
+    coded frames), in bytes; 0 when the file does not show it."""
     try:
         if kind == "PNG":
             size = headers.png_size(data)
@@ -175,6 +178,12 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
                 _check_size(canvas, limits)
                 if headers.webp_is_animated(data):
                     _check_bytes(canvas, WEBP_ANIMATION_BYTES_PER_PIXEL, "animated WebP", limits)
+        elif kind in ("AVIF", "HEIF"):  # an AVIF may carry the generic HEIF brand
+            coded = headers.avif_coded_size(data)
+            if coded is not None:
+                if coded[0] * coded[1] > limits.max_pixels:
+                    _check_size(coded, limits)  # the size it is coded at, which is decoded
+                return coded[0] * coded[1] * DECODER_COPY["AVIF"]
         elif kind == "GIF":
             headers.check_gif(data)
         elif kind == "BMP":

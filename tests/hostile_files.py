@@ -714,3 +714,13 @@ def bigtiff_many_fields(fields: int = 3_000_000) -> bytes:
     return (
         b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", fields) + entry * fields + b"\x00" * 8
     )
+
+
+def avif_coded_larger(side: int = 2_048, declared: int = 64) -> bytes:
+    """A flat AVIF coded at side x side whose ispe declares declared x declared: the AV1 decoder
+    decodes the coded frame (an 8192x8192 one took 0.7 s and 146 MB for a "64x64" photo)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 200, 30)).save(buf, "AVIF", quality=50, speed=10)
+    return _patch_ispe(buf.getvalue(), declared, declared)

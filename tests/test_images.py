@@ -545,3 +545,22 @@ def test_only_the_first_page_of_a_tiff_is_read():
     started = time.perf_counter()
     assert load_image(data).size == (64, 64)
     assert time.perf_counter() - started < 2.0
+
+
+def test_an_avif_is_checked_at_the_size_it_is_coded_at():
+    data = hostile.avif_coded_larger(2_048, declared=64)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (64, 64)  # what Pillow reports; the decoder works on 2048x2048
+    with pytest.raises(InvalidImage) as raised:
+        load_image(data, limits=DecodeLimits(max_pixels=1_000_000))
+    assert str(raised.value).startswith(
+        "The image is 2048x2048 pixels (4.2 megapixels); the limit is 1 megapixels"
+    )
+    with pytest.raises(InvalidImage, match=r"^Decoding this 64x64 AVIF image would take about 25 MB"):
+        load_image(data, limits=DecodeLimits(max_decoded_bytes=20_000_000))
+
+
+@pytest.mark.parametrize("size", [(96, 64), (17, 300)])
+def test_an_avif_coded_at_its_size_decodes_as_pillow_decodes_it(size):
+    data = save(Image.fromarray(quadrants(*size)), "AVIF", quality=95)
+    assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
