@@ -564,3 +564,10 @@ def test_an_avif_is_checked_at_the_size_it_is_coded_at():
 def test_an_avif_coded_at_its_size_decodes_as_pillow_decodes_it(size):
     data = save(Image.fromarray(quadrants(*size)), "AVIF", quality=95)
     assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
+
+
+def test_a_heic_coded_larger_than_it_declares_is_refused_by_libheif():
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (10, 200, 30)).save(buf, "HEIF", quality=50)
+    with pytest.raises(InvalidImage, match="Decoded image does not have the size signaled in the file"):
+        load_image(hostile._patch_ispe(buf.getvalue(), 64, 64))
