@@ -49,6 +49,10 @@ class HeaderProblem(ValueError):
     """The file's structure rules it out before decoding; the message is the reason."""
 
 
+class UnsupportedVariant(ValueError):
+    """The file is a variant of an accepted format that is refused; the message says which."""
+
+
 class MetadataTooLarge(ValueError):
     """The file's EXIF, XMP or colour profile is past its limit."""
 
@@ -282,7 +286,7 @@ def check_bmp(data: bytes) -> None:
     else:
         return
     if compression in (1, 2):
-        raise HeaderProblem("it is a run-length encoded (RLE) BMP, which is not supported")
+        raise UnsupportedVariant("run-length encoded (RLE)")
     if compression not in BMP_UNCOMPRESSED or width <= 0:
         return  # Pillow refuses other compressions in its own words
     needed = (offset or 14 + header) + ((width * bits + 31) // 32) * 4 * abs(height)

@@ -192,6 +192,11 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
         raise InvalidImage(_corrupt_message(kind, str(problem))) from None
     except headers.MetadataTooLarge as problem:
         raise InvalidImage(_metadata_message(kind, problem)) from None
+    except headers.UnsupportedVariant as variant:
+        raise InvalidImage(
+            f"The {kind} image is {variant}, which is not supported. Save it as an uncompressed "
+            f"{kind}, a PNG or a JPEG and re-upload it."
+        ) from None
     return 0
 
 
