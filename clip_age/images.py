@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageFile
 from pillow_heif import register_heif_opener
 
-from clip_age import headers, jpeg
+from clip_age import avif, headers, jpeg
 from clip_age.limits import DecodeLimits
 
 # pillow-heif adds HEIC/HEIF (iPhone photos); Pillow decodes AVIF itself.
@@ -179,7 +179,7 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
                 if headers.webp_is_animated(data):
                     _check_bytes(canvas, WEBP_ANIMATION_BYTES_PER_PIXEL, "animated WebP", limits)
         elif kind in ("AVIF", "HEIF"):  # an AVIF may carry the generic HEIF brand
-            coded = headers.avif_coded_size(data)
+            coded = avif.coded_size(data)
             if coded is not None:
                 if coded[0] * coded[1] > limits.max_pixels:
                     _check_size(coded, limits)  # the size it is coded at, which is decoded
@@ -240,8 +240,9 @@ _FORMAT_NAMES = {"WEBP": "WebP"}
 
 
 def _metadata_message(kind: str | None, problem: headers.MetadataTooLarge) -> str:
+    name = _FORMAT_NAMES.get(kind, kind)
     return (
-        f"The {_FORMAT_NAMES.get(kind, kind)} file carries {_in_words(problem.size)} of {problem.what} metadata; at most "
+        f"The {name} file carries {_in_words(problem.size)} of {problem.what} metadata; at most "
         f"{_in_words(problem.limit)} is read (photos carry a few kilobytes). Export the photo again "
         "without its metadata and re-upload it."
     )
@@ -362,7 +363,7 @@ def _decode_error_message(kind: str, error: Exception, detail: str | None = None
     ):
         # Pillow's limits on PNG text and colour-profile chunks (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY).
         return (
-            f"The {_FORMAT_NAMES.get(kind, kind)} file carries text or a colour profile that decompresses to more than "
+            f"The {kind} file carries text or a colour profile that decompresses to more than "
             "Pillow's safety limit, which is how decompression bombs are built. Export the photo "
             "again without its metadata and re-upload it."
         )
