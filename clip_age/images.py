@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageFile
 from pillow_heif import register_heif_opener
 
-from clip_age import headers, jpeg
+from clip_age import avif, headers, jpeg
 from clip_age.limits import DecodeLimits
 
 # pillow-heif adds HEIC/HEIF (iPhone photos); Pillow decodes AVIF itself.
@@ -64,6 +64,10 @@ _IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),  # BigTIFF
+    (b"MM\x00+", "TIFF"),
+    (b"MM*\x00", "TIFF"),  # byte order and magic number disagree; Pillow reads these too
+    (b"II\x00*", "TIFF"),
 )
 # How each EXIF orientation is undone (the EXIF definitions, as Pillow's exif_transpose has them).
 _UPRIGHT = {
@@ -105,16 +109,21 @@ def load_image(
     kind = image_format(data)
     if kind == "JPEG":
         return _load_jpeg(data, draft_side, limits)
-    _check_structure(data, kind, limits)
+    working_bytes = _check_structure(data, kind, limits)
     with _open(data, kind) as image:
         _check_size(image.size, limits)
-        decoder_copy = DECODER_COPY.get(kind, 0)
+        _check_metadata(image)
+        # The decoder's own buffers: from the file's structure where it shows them, else
+        # estimated per pixel of the photo.
+        decoder_copy = 0 if working_bytes else DECODER_COPY.get(kind, 0)
         if kind == "PNG":
             # A PNG's EXIF may follow its pixels, and Pillow decodes them to look for it: the
             # budget assumes a turn, and the orientation is read after decoding.
             _check_memory(image, 6, limits, decoder_copy=decoder_copy)
         else:
-            _check_memory(image, _orientation(image), limits, decoder_copy=decoder_copy)
+            _check_memory(
+                image, _orientation(image), limits, decoder_copy=decoder_copy, extra_bytes=working_bytes
+            )
         try:
             image.load()
         except MemoryError:
@@ -123,6 +132,7 @@ def load_image(
         # malformed data; each means the same thing to the person uploading.
         except Exception as error:
             raise InvalidImage(_decode_error_message(image.format, error)) from None
+        _check_metadata(image)  # what a PNG's chunks after its pixels added
         return _to_rgb(_upright(image, _orientation(image)))
 
 
@@ -146,8 +156,10 @@ def _read_limited(source: bytes | str | os.PathLike, limits: DecodeLimits) -> by
     return bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
 
 
-def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> None:
-    """What must be checked before Pillow opens the file, because opening it already costs."""
+def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int:
+    """What must be checked before Pillow opens the file, because opening it already costs.
+    Returns the memory the decoder works in besides the photo (a TIFF's tile buffer, an AVIF's
+    coded frames), in bytes; 0 when the file does not show it."""
     try:
         if kind == "PNG":
             size = headers.png_size(data)
@@ -155,15 +167,89 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> Non
                 _check_size(size, limits)  # the pixel limit's words come first
             headers.check_png(data)
         elif kind == "TIFF":
-            headers.check_tiff(data)
+            layout = headers.check_tiff(data)
+            if layout is not None:
+                _check_size((layout.width, layout.height), limits)
+                _check_tiff_pieces(layout, limits)
+                return layout.piece_bytes
         elif kind == "WEBP":
             canvas = headers.webp_canvas(data)
             if canvas is not None:
                 _check_size(canvas, limits)
                 if headers.webp_is_animated(data):
                     _check_bytes(canvas, WEBP_ANIMATION_BYTES_PER_PIXEL, "animated WebP", limits)
+        elif kind in ("AVIF", "HEIF"):  # an AVIF may carry the generic HEIF brand
+            coded = avif.coded_size(data)
+            if coded is not None:
+                if coded[0] * coded[1] > limits.max_pixels:
+                    _check_size(coded, limits)  # the size it is coded at, which is decoded
+                return coded[0] * coded[1] * DECODER_COPY["AVIF"]
+        elif kind == "GIF":
+            headers.check_gif(data)
+        elif kind == "BMP":
+            headers.check_bmp(data)
     except headers.HeaderProblem as problem:
         raise InvalidImage(_corrupt_message(kind, str(problem))) from None
+    except headers.MetadataTooLarge as problem:
+        raise InvalidImage(_metadata_message(kind, problem)) from None
+    except headers.UnsupportedVariant as variant:
+        raise InvalidImage(
+            f"The {kind} image is {variant}, which is not supported. Save it as an uncompressed "
+            f"{kind}, a PNG or a JPEG and re-upload it."
+        ) from None
+    return 0
+
+
+def _check_tiff_pieces(layout: headers.TiffLayout, limits: DecodeLimits) -> None:
+    """libtiff decodes every tile whole, the parts outside the photo too: a 64x64 photo in one
+    16384x16384 tile costs 268 megapixels of work."""
+    covered = layout.covered_pixels
+    if layout.tiled and covered > limits.max_pixels:
+        raise InvalidImage(
+            f"The TIFF image is {layout.width}x{layout.height} pixels in tiles of "
+            f"{layout.piece_width}x{layout.piece_height}, which cover {covered / 1e6:,.1f} megapixels; "
+            f"the limit is {limits.max_pixels / 1e6:g} megapixels (MAX_MEGAPIXELS). Save it again as "
+            "an ordinary TIFF, JPEG or PNG."
+        )
+
+
+# Metadata Pillow keeps from the file, under the names its plugins use, and what each is.
+_METADATA = {
+    "exif": "EXIF",
+    "xmp": "XMP",
+    "XML:com.adobe.xmp": "XMP",
+    "icc_profile": "colour profile",
+    "Raw profile type exif": "EXIF",  # hexadecimal text, as ImageMagick writes EXIF into a PNG
+}
+
+
+def _check_metadata(image: Image.Image) -> None:
+    """Bounds EXIF, XMP and colour profiles before Pillow parses any of them (it reads the
+    orientation from EXIF, or from XMP when EXIF has none)."""
+    for key, what in _METADATA.items():
+        value = image.info.get(key)
+        if isinstance(value, (bytes, str)):
+            size = len(value) // 2 if key == "Raw profile type exif" else len(value)
+            try:
+                headers.check_metadata(what, size)
+            except headers.MetadataTooLarge as problem:
+                raise InvalidImage(_metadata_message(image.format or "image", problem)) from None
+
+
+_FORMAT_NAMES = {"WEBP": "WebP"}
+
+
+def _metadata_message(kind: str | None, problem: headers.MetadataTooLarge) -> str:
+    name = _FORMAT_NAMES.get(kind, kind)
+    return (
+        f"The {name} file carries {_in_words(problem.size)} of {problem.what} metadata; at most "
+        f"{_in_words(problem.limit)} is read (photos carry a few kilobytes). Export the photo again "
+        "without its metadata and re-upload it."
+    )
+
+
+def _in_words(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 1_000_000 else f"{size / 1000:,.0f} KB"
 
 
 def _load_jpeg(data: bytes, draft_side: int | None, limits: DecodeLimits) -> Image.Image:
@@ -173,6 +259,7 @@ def _load_jpeg(data: bytes, draft_side: int | None, limits: DecodeLimits) -> Ima
         raise InvalidImage(_corrupt_message("JPEG", str(problem))) from None
     with _open(data, "JPEG") as header:  # Pillow reads the EXIF orientation and mode cheaply
         _check_size((structure.width, structure.height), limits)
+        _check_metadata(header)
         orientation = _orientation(header)
         scale = _jpeg_scale(structure.width, structure.height, draft_side)
         # libjpeg's output is an array of its own (1, 3 or 4 bytes a pixel) before Pillow's copy;
@@ -336,8 +423,12 @@ def describe(data: bytes) -> str:
 
 def _orientation(image: Image.Image) -> object:
     """The EXIF orientation tag as stored; anything but the eight defined values (a malformed
-    tag included) leaves the photo as stored, so it cannot cost the person their answer."""
-    return image.getexif().get(0x0112, 1)
+    tag included) leaves the photo as stored, so it cannot cost the person their answer; so does
+    an EXIF block Pillow cannot parse (it raises SyntaxError, struct.error, ... on one)."""
+    try:
+        return image.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
 
 
 def _upright(image: Image.Image, orientation: object) -> Image.Image:

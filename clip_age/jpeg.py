@@ -4,6 +4,11 @@ Pillow decodes a JPEG whose data stops early (or that a truncation with an end m
 fakes as whole) by filling the rest with gray, and it takes minutes over a few hundred KB of
 near-empty progressive scans. The marker walk here finds both cheaply; libjpeg-turbo through
 simplejpeg then decodes with its warnings ("premature end of data") raised as errors.
+
+The walk itself costs time linear in the file with a small constant: runs of fill bytes and scan
+data are skipped by regular expressions, and a Python step is taken per marker segment, of which
+a file may have only so many (Pillow's own header reader, which runs next, reads fill bytes one
+at a time and every segment before the first scan).
 """
 
 import re
@@ -20,6 +25,15 @@ OTHER_FRAMES = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or a restart marker; any
 # other byte after 0xFF is the next marker, where the scan's data ends.
 _END_OF_SCAN_DATA = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+# A marker is 0xFF and a code; any number of 0xFF fill bytes may come before it.
+_FILL = re.compile(rb"\xff+")
+# Encoders write 10 to 30 marker segments (a colour profile split over a few APP2 segments, a
+# Huffman table before each progressive scan); 1,000 is far beyond that, and each costs a Python
+# step here and in Pillow's header reader. The scans allowed (MAX_JPEG_SCANS) come on top.
+MAX_SEGMENTS = 1_000
+# Fill bytes between markers are allowed by the standard but encoders write none; Pillow reads
+# them one byte at a time.
+MAX_FILL_BYTES = 65_536
 
 
 class JpegProblem(ValueError):
@@ -56,11 +70,21 @@ def read_structure(data: bytes, max_scans: int) -> JpegStructure:
     """Walk the markers of a JPEG and check what decoding it would cost; raise JpegProblem."""
     found = JpegStructure()
     size, position = len(data), 2
+    segments = fill = 0
+    max_segments = MAX_SEGMENTS + 2 * max_scans  # each scan may bring its own Huffman table
     while position < size:
-        if data[position] != 0xFF:
+        run = _FILL.match(data, position)
+        if run is None:
             raise JpegProblem("it has bytes where a marker should be")
-        while position < size and data[position] == 0xFF:  # fill bytes
-            position += 1
+        fill += run.end() - position - 1
+        segments += 1
+        if fill > MAX_FILL_BYTES or segments > max_segments:
+            raise JpegProblem(
+                f"it has more than {MAX_FILL_BYTES:,} fill bytes between its markers"
+                if fill > MAX_FILL_BYTES
+                else f"it has more than {max_segments:,} marker segments (encoders write a few dozen)"
+            )
+        position = run.end()
         if position >= size:
             break
         marker = data[position]

