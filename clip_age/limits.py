@@ -49,4 +49,4 @@ class PoolLimits:
 
 # Time any file may take to decode, however small. A 9-megapixel JPEG of 0.7 MB with faces took
 # 0.24 s, a 12-megapixel one of 1.5 MB 0.41 s, on two busy cores (load average 10).
-SMALL_FILE_S = 2.0
+SMALL_FILE_S = 1.5
