@@ -113,9 +113,11 @@ def load_image(
     with _open(data, kind) as image:
         _check_size(image.size, limits)
         _check_metadata(image)
-        # The decoder's own buffers: from the file's structure where it shows them, else
-        # estimated per pixel of the photo.
-        decoder_copy = 0 if working_bytes else DECODER_COPY.get(kind, 0)
+        # The decoder's own buffers, estimated per pixel of the photo it hands over (an AVIF
+        # coded smaller than it declares is still scaled up to the declared size: 1 GB for
+        # 320 bytes that declare 10900x10900), plus what the file's structure shows beyond that.
+        decoder_copy = DECODER_COPY.get(kind, 0)
+        working_bytes = max(0, working_bytes - image.width * image.height * decoder_copy)
         if kind == "PNG":
             # A PNG's EXIF may follow its pixels, and Pillow decodes them to look for it: the
             # budget assumes a turn, and the orientation is read after decoding.

@@ -560,6 +560,16 @@ def test_an_avif_is_checked_at_the_size_it_is_coded_at():
         load_image(data, limits=DecodeLimits(max_decoded_bytes=20_000_000))
 
 
+def test_an_avif_coded_smaller_than_it_declares_is_budgeted_at_the_declared_size():
+    """Pillow hands over the declared size: 320 bytes declaring 10900x10900 took 2.7 s and 1 GB."""
+    started = time.perf_counter()
+    with pytest.raises(
+        InvalidImage, match=r"^Decoding this 10900x10900 AVIF image would take about 1,188 MB"
+    ):
+        load_image(hostile.avif_declared_huge())
+    assert time.perf_counter() - started < 1.0
+
+
 @pytest.mark.parametrize("size", [(96, 64), (17, 300)])
 def test_an_avif_coded_at_its_size_decodes_as_pillow_decodes_it(size):
     data = save(Image.fromarray(quadrants(*size)), "AVIF", quality=95)
