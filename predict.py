@@ -70,8 +70,8 @@ class Predictor(BaseRunner):
         )
 
     # Plain literals only in this signature: `cog build` reads it statically, without running it.
-    # Eight slots: Cog holds a request's whole body in this process while it parses it (0.45 GB
-    # at the peak for a 100 MB data URI), so 8 in flight stay under 4 GB; 32 could take 14 GB.
+    # Eight slots: Cog holds a request's body in this process several times over while it parses
+    # it (about 6x at the peak), so 8 bodies of 100 MB in flight stay under 5 GB; 32 could take 19.
     @cog.concurrent(max=8)
     async def run(
         # Positional-only: an input named "self" lands in **unknown instead of breaking the call.

@@ -2,7 +2,7 @@
 
 Cog, not the predictor, parses a data URI or fetches a URL and writes the file before run() is
 called, one request at a time in the model's process. As shipped (cog 0.23.1) that step decodes
-a data URI twice through urllib (4.8 s and 0.9 GB for a 100 MB one on a busy core) and keeps it
+a data URI twice through urllib (seconds and about 9 copies of a 100 MB one) and keeps it
 in CPython's URL-parse cache for good, reads a URL's answer with no size or time limit, and fails
 with library words that tell a closed port from an open one ("Connection refused", a service's
 first line). harden() changes exactly those things, in the model's process, at setup: a base64
