@@ -116,10 +116,11 @@ def run(request: PredictRequest, job: RayJob, log: TextIO | None = None) -> int:
             ray.shutdown()
     handled = counts["answered"] + counts["failed"] + counts["no_face"]
     no_face = f", {counts['no_face']} skipped (no face)" if request.require_face else ""
+    not_counted = f" (Ray start-up {startup:.1f} s not counted)" if started_here else ""
     print(
         f"{_photos(counts['answered'])} answered, {counts['failed']} failed{no_face}, "
-        f"{len(done)} skipped (already in --out), {handled / max(elapsed, 1e-9):.1f} photos/s "
-        f"(Ray start-up {startup:.1f} s not counted); Parquet in {job.out}",
+        f"{len(done)} skipped (already in --out), {handled / max(elapsed, 1e-9):.1f} photos/s"
+        f"{not_counted}; Parquet in {job.out}",
         file=sys.stderr if log is None else log,
     )
     return 1 if counts["failed"] else 0

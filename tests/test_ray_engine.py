@@ -30,7 +30,7 @@ def ray_address():
     """One local Ray cluster for the module (starting Ray takes seconds): two CPUs, as CI has."""
     ray = pytest.importorskip("ray", reason=INSTALL_HINT)
     pytest.importorskip("ray.data", reason=INSTALL_HINT)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -138,10 +138,15 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
     shutil.copy(EXAMPLES / "coffee.png", listed / "coffee.png")
     shutil.copy(EXAMPLES / "astronaut.png", listed / "astronaut.png")
     listing = tmp_path / "listing.parquet"
-    pyarrow.parquet.write_table(
-        pyarrow.table({"path": ["listed/coffee.png", str(listed / "astronaut.png"), "listed/missing.png"]}),
-        listing,
-    )
+    shutil.copy(EXAMPLES / "coffee.png", listed / "said_to_be_large.png")
+    names = [
+        "listed/coffee.png",
+        str(listed / "astronaut.png"),
+        "listed/missing.png",
+        "listed/said_to_be_large.png",
+    ]
+    # A listing's size column refuses a file before it is read: this one is small, but listed at 1 GB.
+    pyarrow.parquet.write_table(pyarrow.table({"path": names, "size": [None, None, None, 10**9]}), listing)
     uri_folder = tmp_path / "by-uri"
     (uri_folder / "deep").mkdir(parents=True)
     shutil.copy(EXAMPLES / "astronaut_face.jpg", uri_folder / "deep" / "face.jpg")
@@ -160,6 +165,9 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
     expected = {f"{shard}/{Path(p).relative_to(members)}": r for p, r in from_shard.items()}
     expected |= {str(tmp_path / "listed" / Path(p).name): r for p, r in from_listing.items()}
     expected |= {f"file://{p}": r for p, r in from_uri.items()}
+    large = str(listed / "said_to_be_large.png")
+    expected[large] = {"error": "The file is 1000.0 MB; the limit is 64 MB (MAX_UPLOAD_MB). Upload a "
+                       "smaller photo (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF)."}  # fmt: skip
     assert_rows_equal(ray_rows(out), expected)
     assert status == 1, capsys.readouterr().err
 
@@ -253,6 +261,28 @@ def test_an_interrupted_run_finishes_with_resume_without_duplicates(ray_address,
     assert status == (0 if str(photos / "part0" / "broken.jpg") in done else 1)
     assert_rows_equal(ray_rows(out), expected)
     assert f"{before} skipped (already in --out)" in capsys.readouterr().err
+
+
+def test_an_output_file_is_written_whole_once_and_a_cut_write_is_redone(tmp_path):
+    pytest.importorskip("ray", reason=INSTALL_HINT)
+    import pyarrow
+
+    from clip_age.ray_output import OutputFolder, schema
+
+    rows = [{"path": f"photo{i}.jpg", "age": i + 1, "faces": []} for i in range(3)]
+    folder = OutputFolder(str(tmp_path / "out"))
+    assert folder.start({"model": "m"}, resume=False) == set()
+    table = pyarrow.Table.from_pylist(rows, schema=schema(False))
+    first = folder.write(table)
+    assert folder.write(table.slice(0, 3)) == first  # a retried write replaces its file
+    assert folder.write(table.slice(0, 2)) != first
+    (tmp_path / "out" / f".{first}.cut.tmp").write_bytes(b"PAR1 cut short")
+    with pytest.raises(ValueError, match="is not empty: add --resume"):
+        folder.start({"model": "m"}, resume=False)
+    with pytest.raises(ValueError, match=r"options differ from the run in .* \(model\)"):
+        folder.start({"model": "other"}, resume=True)
+    assert folder.start({"model": "m"}, resume=True) == {"photo0.jpg", "photo1.jpg", "photo2.jpg"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []
 
 
 def test_stages_leave_room_for_the_tasks_on_any_cluster():
