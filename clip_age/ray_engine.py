@@ -12,6 +12,7 @@ files already in --out and leaves those photos out before anything is read.
 Ray is an optional extra: this module imports it, and only `--engine ray` imports this module.
 """
 
+import logging
 import os
 import sys
 import time
@@ -207,9 +208,17 @@ def input_spec(model: ModelChoice) -> InputSpec:
 
     located = weights.locate(model.model, model.pretrained, Path(model.weights_dir))
     options = {key: value for key, value in located.options.items() if value is not None}
-    with warnings.catch_warnings(), torch.device("meta"):
-        warnings.simplefilter("ignore")  # loading a local-dir checkpoint into meta tensors warns
-        clip = open_clip.create_model(located.model_name, pretrained=None, device="meta", **options)
+    # The estimator's own call (weights.create), on the meta device and without weights: it
+    # costs nothing, and the tag's preprocessing options apply as they do there.
+    quiet = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # open_clip's "no pretrained weights loaded": none were asked for
+    try:
+        with torch.device("meta"):
+            clip, _, _ = open_clip.create_model_and_transforms(
+                located.model_name, pretrained=None, load_weights=False, device="meta", **options
+            )
+    finally:
+        logging.disable(quiet)
     config = clip.visual.preprocess_cfg
     size = config["size"]
     return InputSpec(

@@ -285,6 +285,25 @@ def test_an_output_file_is_written_whole_once_and_a_cut_write_is_redone(tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []
 
 
+def test_the_decode_tasks_prepare_photos_for_the_models_own_input(estimator, tiny_model_dir):
+    pytest.importorskip("ray", reason=INSTALL_HINT)
+    from clip_age.ray_engine import ModelChoice, input_spec
+
+    choice = ModelChoice(f"local-dir:{tiny_model_dir}", "", "/weights", "cpu", "fp32")
+    assert input_spec(choice) == estimator.input_spec
+
+
+def test_missing_weights_stop_the_ray_engine_before_ray_starts(model, monkeypatch, tmp_path, capsys):
+    pytest.importorskip("ray", reason=INSTALL_HINT)
+    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tmp_path / 'nothing'}")
+    assert (
+        cli.main(["predict", "--engine", "ray", "--out", str(tmp_path / "out"), str(EXAMPLES)], io.StringIO())
+        == 2
+    )
+    assert "no open_clip_config.json in" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_stages_leave_room_for_the_tasks_on_any_cluster():
     pytest.importorskip("ray", reason=INSTALL_HINT)
     from clip_age.ray_engine import plan
