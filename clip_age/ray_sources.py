@@ -154,7 +154,10 @@ def _read_table(file, source: str) -> pa.Table:
 
 def read_photo(photo: PhotoFile, limits: DecodeLimits) -> bytes | str:
     """What pipeline.prepare reads: a local path as it is (the decoder checks its size and reads
-    it, as in the local engine), or a URI's bytes, read only after its size passed the limit."""
+    it, as in the local engine), or a URI's bytes, read only after its size passed the limit.
+    A size from a listing is checked first, either way."""
+    if photo.size is not None:
+        check_file_size(photo.size, limits)
     if not is_uri(photo.path):
         return photo.path
     try:

@@ -304,6 +304,33 @@ def test_missing_weights_stop_the_ray_engine_before_ray_starts(model, monkeypatc
     assert not (tmp_path / "out").exists()
 
 
+def test_a_shard_gives_its_image_members_less_those_done_and_refuses_large_ones_unread(tmp_path):
+    pytest.importorskip("ray", reason=INSTALL_HINT)
+    from clip_age.images import InvalidImage
+    from clip_age.limits import DecodeLimits
+    from clip_age.ray_sources import Shard, shard_members
+
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(shard, "w") as archive:
+        for name in ("000001.jpg", "000001.json", "sub/000002.png", "000003.png"):
+            info = tarfile.TarInfo(name)
+            data = (EXAMPLES / "coffee.png").read_bytes() if name.endswith(".png") else b"{}"
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    done = {f"{shard}/000001.jpg"}
+    found = dict(shard_members(Shard(str(shard)), done, DecodeLimits()))
+    assert list(found) == [f"{shard}/sub/000002.png", f"{shard}/000003.png"]
+    assert found[f"{shard}/000003.png"] == (EXAMPLES / "coffee.png").read_bytes()
+    small = DecodeLimits(max_upload_bytes=1000)
+    [(_, refused), _] = shard_members(Shard(str(shard)), done, small)
+    assert isinstance(refused, InvalidImage) and "(MAX_UPLOAD_MB)" in str(refused)
+    (tmp_path / "cut.tar").write_bytes(shard.read_bytes()[:700])
+    [(path, broken)] = [
+        m for m in shard_members(Shard(str(tmp_path / "cut.tar")), set(), small) if m[0].endswith("cut.tar")
+    ]
+    assert "could not be read as a tar archive" in str(broken)
+
+
 def test_stages_leave_room_for_the_tasks_on_any_cluster():
     pytest.importorskip("ray", reason=INSTALL_HINT)
     from clip_age.ray_engine import plan
