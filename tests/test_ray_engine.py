@@ -147,13 +147,17 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
     ]
     # A listing's size column refuses a file before it is read: this one is small, but listed at 1 GB.
     pyarrow.parquet.write_table(pyarrow.table({"path": names, "size": [None, None, None, 10**9]}), listing)
+    # A CSV listing, by URL, naming one photo again (each photo is answered once).
+    shutil.copy(EXAMPLES / "astronaut_face.jpg", listed / "from_csv.jpg")
+    csv_listing = tmp_path / "listing.csv"
+    csv_listing.write_text(f"url,label\nfile://{listed / 'from_csv.jpg'},7\n{listed / 'astronaut.png'},8\n")
     uri_folder = tmp_path / "by-uri"
     (uri_folder / "deep").mkdir(parents=True)
     shutil.copy(EXAMPLES / "astronaut_face.jpg", uri_folder / "deep" / "face.jpg")
     (uri_folder / "deep" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
 
     out = tmp_path / "out"
-    sources = [str(shard), str(listing), f"file://{uri_folder}"]
+    sources = [str(shard), str(listing), str(csv_listing), f"file://{uri_folder}"]
     status = run_ray(ray_address, "--faces", "--out", str(out), *sources)
 
     # The same photos through the local engine, named as the Ray engine names them.
@@ -161,7 +165,7 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
     from_listing = local_answers(
         "--faces", str(listed / "coffee.png"), str(listed / "astronaut.png"), str(listed / "missing.png")
     )
-    from_uri = local_answers("--faces", str(uri_folder))
+    from_uri = local_answers("--faces", str(uri_folder), str(listed / "from_csv.jpg"))
     expected = {f"{shard}/{Path(p).relative_to(members)}": r for p, r in from_shard.items()}
     expected |= {str(tmp_path / "listed" / Path(p).name): r for p, r in from_listing.items()}
     expected |= {f"file://{p}": r for p, r in from_uri.items()}
