@@ -158,14 +158,18 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
 
     out = tmp_path / "out"
     sources = [str(shard), str(listing), str(csv_listing), f"file://{uri_folder}"]
-    status = run_ray(ray_address, "--faces", "--out", str(out), *sources)
+    status = run_ray(ray_address, "--faces", "--require-face", "--out", str(out), *sources)
 
     # The same photos through the local engine, named as the Ray engine names them.
-    from_shard = local_answers("--faces", str(members))
+    from_shard = local_answers("--faces", "--require-face", str(members))
     from_listing = local_answers(
-        "--faces", str(listed / "coffee.png"), str(listed / "astronaut.png"), str(listed / "missing.png")
+        "--faces",
+        "--require-face",
+        str(listed / "coffee.png"),
+        str(listed / "astronaut.png"),
+        str(listed / "missing.png"),
     )
-    from_uri = local_answers("--faces", str(uri_folder), str(listed / "from_csv.jpg"))
+    from_uri = local_answers("--faces", "--require-face", str(uri_folder), str(listed / "from_csv.jpg"))
     expected = {f"{shard}/{Path(p).relative_to(members)}": r for p, r in from_shard.items()}
     expected |= {str(tmp_path / "listed" / Path(p).name): r for p, r in from_listing.items()}
     expected |= {f"file://{p}": r for p, r in from_uri.items()}
@@ -173,7 +177,11 @@ def test_shards_listings_and_uris_are_read_by_the_projects_decoder(
     expected[large] = {"error": "The file is 1000.0 MB; the limit is 64 MB (MAX_UPLOAD_MB). Upload a "
                        "smaller photo (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF)."}  # fmt: skip
     assert_rows_equal(ray_rows(out), expected)
-    assert status == 1, capsys.readouterr().err
+    assert status == 1
+    # --require-face leaves out the photos without a face, as the local engine does
+    assert (
+        "6 photos answered, 6 failed, 2 skipped (no face), 0 skipped" in capsys.readouterr().err
+    )  # 2 coffee.png
 
 
 def photo_set(tmp_path: Path, copies: int) -> Path:
