@@ -7,7 +7,8 @@
 Ray retries a task whose worker dies and restarts a killed actor, re-running its batch; the
 output files are named after their photos, so a retried write replaces its file instead of
 adding a copy: every photo is written exactly once. --resume reads the `path` column of the
-files already in --out and leaves those photos out before anything is read.
+files already in --out and leaves those photos out before any is read (a shard is read again,
+and its finished members are skipped before decoding).
 
 Ray is an optional extra: this module imports it, and only `--engine ray` imports this module.
 """
