@@ -187,7 +187,7 @@ def shard_members(
             filesystem, path = file_system(shard.path)
             stream = filesystem.open_input_stream(path)
         else:
-            stream = open(shard.path, "rb")  # noqa: SIM115 - closed below, tarfile streams from it
+            stream = open(shard.path, "rb")  # closed by the with below, as tarfile streams from it
         with stream, tarfile.open(fileobj=stream, mode="r|*") as archive:
             for member in archive:
                 name = f"{shard.path}/{member.name}"
