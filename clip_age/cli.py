@@ -3,6 +3,7 @@
     clip-age download                 fetch the configured model's weights (once)
     clip-age predict PATH...          one JSON line per photo (files or folders)
     clip-age predict --csv PATH...    one CSV row per face
+    clip-age predict --engine ray --out DIR SOURCE...   Parquet, on a Ray cluster (the ray extra)
     clip-age evaluate DATASET         accuracy metrics, breakdowns, plots and a report
 
 Every option and setting is checked before torch and open_clip are imported (which takes
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         settings = Settings.from_env()  # a wrong variable is named here, before anything loads
         choice = model_choice.choose(args.model, args.pretrained, settings)
         request = _check(args, settings)
+        if args.command == "predict" and args.engine == "ray":
+            return _predict_on_ray(request, args, choice, settings)
         estimator = _load(args, choice, settings)
         if args.command == "predict":
             return predict(estimator, request, out)
@@ -174,7 +177,13 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
             ) from None
     elif args.require_face or args.min_face_size is not None or args.max_faces is not None:
         raise UsageError("--require-face, --min-face-size and --max-faces need --faces.")
-    files, names = photo_files(args.paths)
+    if args.engine == "ray":
+        _check_ray_options(args)
+        files, names = [], []  # the Ray engine lists its sources itself: URIs, shards, listings
+    else:
+        if args.out or args.address or args.resume:
+            raise UsageError("--out, --address and --resume are for --engine ray.")
+        files, names = photo_files(args.paths)
     draw = writable_folder("--draw", args.draw) if args.draw else None
     return PredictRequest(
         files,
@@ -188,6 +197,39 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
         batch_size,
         workers,
     )
+
+
+def _check_ray_options(args: argparse.Namespace) -> None:
+    if not args.out:
+        raise UsageError("--engine ray writes Parquet files: name their folder with --out DIR.")
+    if args.csv or args.draw or args.workers is not None:
+        raise UsageError(
+            "--csv, --draw and --workers are for the local engine: --engine ray writes Parquet to "
+            "--out and runs as many decode tasks as the cluster has room for."
+        )
+
+
+def _predict_on_ray(
+    request: PredictRequest, args: argparse.Namespace, choice: model_choice.ModelChoice, settings: Settings
+) -> int:
+    try:
+        from clip_age import ray_engine
+    except ImportError as missing:
+        if missing.name not in ("ray", "pyarrow") and not (missing.name or "").startswith("ray."):
+            raise
+        raise UsageError(
+            '--engine ray needs Ray Data, which is not installed: pip install "clip-age-predictor[ray]" '
+            '(in a clone: pip install -e ".[ray]").'
+        ) from None
+    model = ray_engine.ModelChoice(
+        model=choice.model,
+        pretrained=choice.pretrained,
+        weights_dir=str(settings.weights_dir),
+        device=args.device or settings.device,
+        precision=args.precision or settings.cpu_precision,
+    )
+    job = ray_engine.RayJob(args.paths, args.out, args.address, args.resume, model)
+    return ray_engine.run(request, job)
 
 
 def photo_files(paths: list[str]) -> tuple[list[str], list[str]]:
@@ -380,6 +422,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict_command.add_argument(
         "--draw", metavar="DIR", help="also write each photo with its boxes and ages drawn on it"
+    )
+    predict_command.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine, answers on stdout (default); ray: a Ray cluster, Parquet in --out",
+    )
+    predict_command.add_argument(
+        "--out", metavar="DIR", help="with --engine ray: folder or URI for the Parquet files"
+    )
+    predict_command.add_argument(
+        "--address",
+        help="with --engine ray: the Ray cluster to join (default: Ray's own rule, else a local one)",
+    )
+    predict_command.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --engine ray: finish the run in --out, skipping photos done",
     )
 
     evaluate_command = commands.add_parser("evaluate", help="measure accuracy on a labelled dataset")

@@ -148,6 +148,13 @@ def _read_limited(source: bytes | str | os.PathLike, limits: DecodeLimits) -> by
             raise InvalidImage(
                 f"Could not read the file ({error.strerror or error}). Upload a photo: {ACCEPTED_NAMES}."
             ) from None
+    check_file_size(size, limits)
+    return bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+
+
+def check_file_size(size: int, limits: DecodeLimits) -> None:
+    """Refuse an empty or too large file from its size alone, before it is read (callers that
+    learn the size from a listing or an archive check it there)."""
     if size == 0:
         raise InvalidImage(f"The file is empty (0 bytes). Upload a photo: {ACCEPTED_NAMES}.")
     if size > limits.max_upload_bytes:
@@ -155,7 +162,6 @@ def _read_limited(source: bytes | str | os.PathLike, limits: DecodeLimits) -> by
             f"The file is {size / 1e6:.1f} MB; the limit is {limits.max_upload_bytes / 1e6:g} MB "
             f"(MAX_UPLOAD_MB). Upload a smaller photo ({ACCEPTED_NAMES})."
         )
-    return bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
 
 
 def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int:

@@ -84,16 +84,19 @@ def test_build_cuda_matches_the_pinned_torch():
     assert CONFIG["build"]["cuda"] == "13.0"
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-eval.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize(
+    "name", ["requirements.txt", "requirements-eval.txt", "requirements-dev.txt", "requirements-ray.txt"]
+)
 def test_every_requirement_is_pinned(name):
     for line in (REPO / name).read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.+\-]*", line), line
+            assert re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[0-9][0-9A-Za-z.+\-]*", line), line
 
 
 def test_the_image_installs_what_serving_needs_and_not_the_evaluation_extras():
     serving = (REPO / "requirements.txt").read_text()
     assert "matplotlib" not in serving and "cog" not in re.findall(r"^(\w+)==", serving, re.M)
+    assert not {"ray", "pyarrow"} & set(re.findall(r"^([\w\-]+)", serving, re.M))  # the ray extra
 
 
 def test_the_face_detector_ships_in_the_package_unchanged():

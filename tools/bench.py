@@ -14,6 +14,7 @@ and CUDA graphs on a GPU), batching of what is queued.
 
 import argparse
 import base64
+import importlib.util
 import io
 import os
 import platform
@@ -121,6 +122,8 @@ class Bench:
             if name == self.args.models[0]:
                 self.isolation(ours[self.precisions[-1]])
                 self.faces(name, ours[self.precisions[-1]])
+                if self.args.ray_photos:
+                    self.ray_engine(name, spec, ours[self.precisions[-1]])
             del original, ours
             self.setup_time(name, spec)
             if self.args.http:
@@ -256,6 +259,64 @@ class Bench:
         self._table(
             f"Bulk, {len(files)} 256 px face JPEGs: {name} (batch 64)",
             ["approach", "decode workers", "images/s", "ratio"],
+            rows,
+        )
+
+    def ray_engine(self, name: str, spec: str, estimator: AgeEstimator) -> None:
+        """The local engine and `--engine ray` on the same photos, in one run. Ray's start-up is
+        apart; each Ray run also starts its actors (CLIP loads in each), so it runs on half the
+        photos and on all of them: the difference gives the rate once running, the rest the
+        run's fixed start."""
+        import ray
+
+        from clip_age import ray_engine
+
+        folder = self.workdir / "ray-photos"
+        data = Path(self.photos["256 px face JPEG"]).read_bytes()
+        for index in range(self.args.ray_photos):
+            (folder / f"part{index * 2 // self.args.ray_photos}").mkdir(parents=True, exist_ok=True)
+            (folder / f"part{index * 2 // self.args.ray_photos}" / f"face{index:05d}.jpg").write_bytes(data)
+        files, names = cli.photo_files([str(folder)])
+        request = cli.PredictRequest(files, names, None, False, Path(), None, False, False, 64, None)
+        started = time.perf_counter()
+        cli.predict(estimator, request, io.StringIO())
+        local = len(files) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        startup = time.perf_counter() - started
+        precision = estimator.precision.name if self.device == "cpu" else "auto"
+        model = ray_engine.ModelChoice(spec, "", str(Settings().weights_dir), self.device, precision)
+        seconds = {}
+        try:
+            for photos, sources in ((len(files) // 2, [str(folder / "part0")]), (len(files), [str(folder)])):
+                job = ray_engine.RayJob(sources, str(self.workdir / f"ray-out-{photos}"), None, False, model)
+                started = time.perf_counter()
+                ray_engine.run(request, job)
+                seconds[photos] = time.perf_counter() - started
+        finally:
+            ray.shutdown()
+        half, whole = sorted(seconds)
+        running = (whole - half) / (seconds[whole] - seconds[half])
+        fixed = seconds[whole] - whole / running
+        rows = [
+            ["clip-age predict (local engine)", "", "", rate(local), ""],
+            [
+                "clip-age predict --engine ray",
+                f"{startup:.1f}",
+                f"{fixed:.1f}",
+                rate(whole / seconds[whole]),
+                rate(running),
+            ],
+        ]
+        self._table(
+            f"Engines, {len(files)} 256 px face JPEGs: {name} ({precision}, batch 64, one machine)",
+            [
+                "engine",
+                "Ray start-up, s",
+                "run start (actors load CLIP), s",
+                "images/s, whole run",
+                "images/s, running",
+            ],
             rows,
         )
 
@@ -440,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--agreement-images", type=int, help="photo crops for the agreement table (default 64)"
     )
+    parser.add_argument(
+        "--ray-photos",
+        type=int,
+        help="photos for the local vs --engine ray row (default 512 when Ray is installed; 0 skips; quick: 0)",
+    )
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -449,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     args.bulk = args.bulk or (16 if quick else 128)
     args.http_requests = args.http_requests or (4 if quick else 20)
     args.agreement_images = args.agreement_images or (16 if quick else 64)
+    if args.ray_photos is None:
+        args.ray_photos = 0 if quick or importlib.util.find_spec("ray") is None else 512
 
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         bench = Bench(args, Path(workdir))
