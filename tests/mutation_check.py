@@ -139,6 +139,16 @@ MUTATIONS = [
         "    return isinstance(error, (UsageError, ValueError, OSError)) or any(",
         ("tests/test_cli.py::test_a_bug_exits_1_with_one_line_naming_debug",),
     ),
+    Mutation(
+        "torch-pinned", "the package asks for the image's torch, not a range", "pyproject.toml",
+        '"torch>=2.13,<3",', '"torch>=2.14.1,<3",',
+        ("tests/test_packaging.py::test_pip_install_keeps_a_compatible_torch_already_installed",),
+    ),
+    Mutation(
+        "lock-outside-range", "the image's lock outside the library's ranges", "requirements.txt",
+        "numpy==2.4.6", "numpy==1.26.4",
+        ("tests/test_packaging.py::test_the_images_lock_satisfies_the_librarys_ranges",),
+    ),
 ]  # fmt: skip
 
 
