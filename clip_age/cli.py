@@ -250,7 +250,7 @@ def _load(args: argparse.Namespace, choice: model_choice.ModelChoice, settings: 
 
     try:
         if choice.fetchable:
-            weights.locate(choice.model, choice.pretrained, settings.weights_dir)
+            weights.locate(choice.model, choice.pretrained)
     except weights.WeightsMissing as missing:
         offline = (
             "--offline was given" if args.offline else "HF_HUB_OFFLINE is on" if settings.hub_offline else ""
@@ -340,11 +340,19 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
     model = args.model or settings.clip_model
     pretrained = args.pretrained if args.pretrained is not None else settings.clip_pretrained
     print(download.download(model, pretrained), file=out)
-    # The face detector comes the same way, into the place the default FACE_DETECTOR_MODEL names.
+    # The face detector comes the same way, into the place the default FACE_DETECTOR_MODEL names,
+    # unless FACE_DETECTOR_MODEL names a file of the user's own.
     from clip_age import detector_file
     from clip_age.settings import default_face_detector
 
-    print(detector_file.describe(detector_file.fetch(default_face_detector(os.environ))), file=out)
+    default = default_face_detector(os.environ)
+    if settings.face_detector_model != default and settings.face_detector_model.is_file():
+        print(
+            f"{settings.face_detector_model}: the face detector FACE_DETECTOR_MODEL names, left as it is.",
+            file=out,
+        )
+    else:
+        print(detector_file.describe(detector_file.fetch(default)), file=out)
     return 0
 
 

@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -16,7 +15,6 @@ from PIL import Image
 from clip_age import compute, gpu_path, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
-from clip_age.settings import DEFAULT_WEIGHTS_DIR
 from prompts import AGES, TEMPLATES, prompt_grid
 
 log = logging.getLogger(__name__)
@@ -35,7 +33,6 @@ class AgeEstimator:
         model_name: str = "ViT-L-14",
         pretrained: str | None = "openai",
         *,
-        weights_dir: Path = DEFAULT_WEIGHTS_DIR,
         templates: Sequence[str] = TEMPLATES,
         device: str = "auto",
         cpu_precision: str = "auto",
@@ -43,7 +40,7 @@ class AgeEstimator:
     ) -> None:
         self.device = compute.resolve_device(device)
         on_cuda = self.device.type == "cuda"
-        spec = weights.locate(model_name, pretrained, weights_dir)
+        spec = weights.locate(model_name, pretrained)
         self.precision = (
             compute.Precision("fp16", "a GPU") if on_cuda else compute.cpu_precision(cpu_precision)
         )

@@ -8,8 +8,6 @@ from pathlib import Path
 from clip_age import detector_file
 from clip_age.limits import DecodeLimits, PoolLimits
 
-# Where cog.yaml's build steps put the weights inside the image.
-DEFAULT_WEIGHTS_DIR = Path("/weights")
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
 HF_TRUE = ("1", "ON", "YES", "TRUE")  # what huggingface_hub reads as "on"
@@ -23,7 +21,6 @@ class SettingError(ValueError):
 class Settings:
     clip_model: str = "ViT-L-14"
     clip_pretrained: str = "openai"
-    weights_dir: Path = DEFAULT_WEIGHTS_DIR
     face_detector_model: Path = field(default_factory=lambda: default_face_detector(os.environ))
     device: str = "auto"
     cpu_precision: str = "auto"
@@ -39,7 +36,6 @@ class Settings:
         return cls(
             clip_model=env.get("CLIP_MODEL", cls.clip_model),
             clip_pretrained=env.get("CLIP_PRETRAINED", cls.clip_pretrained),
-            weights_dir=Path(env.get("CLIP_WEIGHTS_DIR", str(DEFAULT_WEIGHTS_DIR))),
             face_detector_model=Path(env.get("FACE_DETECTOR_MODEL") or default_face_detector(env)),
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),

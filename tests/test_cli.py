@@ -197,7 +197,7 @@ def test_an_empty_folder_is_a_usage_error(model, tmp_path, capsys):
         ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "/nowhere/ViT-B-32.pt"}, "error: CLIP_PRETRAINED='/nowhere/ViT-B-32.pt': no such file."),
         ({"CLIP_DEVICE": "cuda"}, "error: CLIP_DEVICE=cuda, but no GPU can be used:"),
         ({"CLIP_CPU_PRECISION": "fp16"}, "error: CLIP_CPU_PRECISION='fp16' is not valid: use one of auto, bf16, int8, fp32"),
-        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "openai", "CLIP_WEIGHTS_DIR": "/nowhere", "HF_HUB_OFFLINE": "1"}, "clip-age download --model ViT-B-32 --pretrained openai Nothing was downloaded: HF_HUB_OFFLINE is on."),
+        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "openai", "HF_HUB_OFFLINE": "1"}, "clip-age download --model ViT-B-32 --pretrained openai Nothing was downloaded: HF_HUB_OFFLINE is on."),
     ],
 )  # fmt: skip
 def test_setting_mistakes_name_the_right_setting(model, monkeypatch, capsys, env, message):

@@ -109,6 +109,18 @@ def test_clip_age_download_fetches_the_detector_for_local_use(fresh_cache, tiny_
     assert f"{fresh_cache} (0.2 MB): the YuNet face detector" in out.getvalue()
 
 
+def test_clip_age_download_leaves_a_detector_of_the_users_own_alone(
+    fresh_cache, tiny_model_dir, monkeypatch, tmp_path
+):
+    own = tmp_path / "my-yunet.onnx"
+    own.write_bytes(b"mine")
+    monkeypatch.setenv("FACE_DETECTOR_MODEL", str(own))
+    out = io.StringIO()
+    assert cli.main(["download", "--model", f"local-dir:{tiny_model_dir}"], out) == 0
+    assert own.read_bytes() == b"mine" and not fresh_cache.exists()
+    assert f"{own}: the face detector FACE_DETECTOR_MODEL names, left as it is." in out.getvalue()
+
+
 @pytest.fixture
 def tiny(tiny_model_dir, monkeypatch):
     for name, value in {

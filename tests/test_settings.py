@@ -10,7 +10,6 @@ from clip_age.settings import Settings, default_face_detector
 def test_defaults_are_the_documented_ones():
     settings = Settings.from_env({})
     assert (settings.clip_model, settings.clip_pretrained) == ("ViT-L-14", "openai")
-    assert settings.weights_dir == Path("/weights")
     assert settings.face_detector_model == default_face_detector({})
     assert (settings.device, settings.cpu_precision, settings.max_batch_size) == ("auto", "auto", 64)
     assert settings.hub_offline is False
@@ -43,7 +42,6 @@ def test_every_variable_is_read():
         {
             "CLIP_MODEL": "local-dir:/m",
             "CLIP_PRETRAINED": "",
-            "CLIP_WEIGHTS_DIR": "/w",
             "FACE_DETECTOR_MODEL": "/d.onnx",
             "CLIP_DEVICE": "CPU",
             "CLIP_CPU_PRECISION": "int8",
@@ -63,7 +61,6 @@ def test_every_variable_is_read():
     assert settings == Settings(
         "local-dir:/m",
         "",
-        Path("/w"),
         Path("/d.onnx"),
         "cpu",
         "int8",
