@@ -149,6 +149,11 @@ MUTATIONS = [
         "numpy==2.4.6", "numpy==1.26.4",
         ("tests/test_packaging.py::test_the_images_lock_satisfies_the_librarys_ranges",),
     ),
+    Mutation(
+        "detector-unchecked", "the face detector saved without its sha256 check", "clip_age/detector_file.py",
+        "    if digest != SHA256:", "    if False:",
+        ("tests/test_detector_file.py",),
+    ),
 ]  # fmt: skip
 
 
