@@ -50,7 +50,6 @@ def load(
     return AgeEstimator(
         settings.clip_model if model is None else model,
         settings.clip_pretrained if pretrained is None else pretrained,
-        weights_dir=settings.weights_dir,
         templates=TEMPLATES if templates is None else templates,
         device=settings.device if device is None else device,
         cpu_precision=settings.cpu_precision if cpu_precision is None else cpu_precision,

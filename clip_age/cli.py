@@ -1,6 +1,6 @@
 """The clip-age command: ages for photos on this machine, without Docker.
 
-    clip-age download                 fetch the configured model's weights (once)
+    clip-age download                 fetch the model's weights and the face detector (once)
     clip-age predict PATH...          one JSON line per photo (files or folders)
     clip-age predict --csv PATH...    one CSV row per face
     clip-age predict --engine ray --out DIR SOURCE...   Parquet, on a Ray cluster (the ray extra)
@@ -9,8 +9,8 @@
 Every option and setting is checked before torch and open_clip are imported (which takes
 seconds), with the limits and words of the HTTP API, so --help and mistakes answer at once.
 `predict` and `evaluate` fetch the configured model's weights on first use, unless --offline or
-HF_HUB_OFFLINE=1 says not to. Exit status: 2 for a usage error, 1 if any photo failed, 0
-otherwise.
+HF_HUB_OFFLINE=1 says not to. Exit status: 2 for a usage error, 1 if any photo failed or
+clip-age itself failed (--debug shows where), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -82,14 +82,21 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return predict(estimator, request, out)
         return _evaluate(estimator, request, args, out)
     # What a user can get wrong (options, paths, settings, weights, the device) ends in one
-    # line that says what to do; a traceback only with --debug.
+    # line that says what to do, exit status 2. Anything else is a fault of clip-age's: one line
+    # that says how to see it, exit status 1. The traceback only with --debug.
     except Exception as error:
         if args.debug:
             traceback.print_exc()
-        elif not _users_mistake(error):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if _users_mistake(error):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        reason = (str(error).strip().splitlines() or [""])[0]
+        print(
+            f"error: clip-age stopped on an unexpected problem ({type(error).__name__}"
+            f"{': ' + reason if reason else ''}). Run the command again with --debug to see where.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> int:
@@ -155,7 +162,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
     if args.detector and not detector.is_file():
         raise UsageError(
             f"--detector {args.detector}: no such file. Give a YuNet .onnx face detector model, or leave "
-            "--detector out to use FACE_DETECTOR_MODEL or the one that ships with clip-age."
+            "--detector out to use FACE_DETECTOR_MODEL or the one `clip-age download` fetches."
         )
     if args.faces:
         faces = options.face_request(
@@ -165,6 +172,8 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
         )
         from clip_age.faces import DetectorUnavailable, FaceDetector
 
+        if not args.detector and not detector.exists():
+            _fetch_detector(args, settings, detector)
         try:
             FaceDetector(detector)  # a file that is not a YuNet model fails now, not per photo
         except DetectorUnavailable:
@@ -173,7 +182,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
             raise UsageError(
                 f"--detector {args.detector} is not a YuNet face detector model (OpenCV could not load it). "
                 "Give a YuNet .onnx file, or leave --detector out to use FACE_DETECTOR_MODEL or the one "
-                "that ships with clip-age."
+                "`clip-age download` fetches."
             ) from None
     elif args.require_face or args.min_face_size is not None or args.max_faces is not None:
         raise UsageError("--require-face, --min-face-size and --max-faces need --faces.")
@@ -283,7 +292,7 @@ def _load(args: argparse.Namespace, choice: model_choice.ModelChoice, settings: 
 
     try:
         if choice.fetchable:
-            weights.locate(choice.model, choice.pretrained, settings.weights_dir)
+            weights.locate(choice.model, choice.pretrained)
     except weights.WeightsMissing as missing:
         offline = (
             "--offline was given" if args.offline else "HF_HUB_OFFLINE is on" if settings.hub_offline else ""
@@ -305,6 +314,28 @@ def _fetch(choice: model_choice.ModelChoice) -> None:
 
     for line in download.describe(download.fetch(choice.model, choice.pretrained, announce)):
         print(line, file=sys.stderr)
+
+
+def _fetch_detector(args: argparse.Namespace, settings: Settings, target: Path) -> None:
+    """The face detector, fetched on first use into the place the default FACE_DETECTOR_MODEL
+    names; a FACE_DETECTOR_MODEL set to a missing file is left to say so."""
+    from clip_age import detector_file
+    from clip_age.settings import default_face_detector
+
+    if target != default_face_detector(os.environ):
+        return
+    offline = (
+        "--offline was given" if args.offline else "HF_HUB_OFFLINE is on" if settings.hub_offline else ""
+    )
+    if offline:
+        from clip_age.faces import DetectorUnavailable
+
+        raise DetectorUnavailable(
+            f"Face detection needs the YuNet face detector, not yet at {target}; nothing was downloaded: "
+            f"{offline}. Run `clip-age download` to fetch it."
+        )
+    print(f"Downloading the YuNet face detector (0.2 MB) into {target.parent}. Once.", file=sys.stderr)
+    print(detector_file.describe(detector_file.fetch(target)), file=sys.stderr)
 
 
 def _evaluate(estimator: AgeEstimator, request: PredictRequest, args: argparse.Namespace, out: TextIO) -> int:
@@ -351,24 +382,42 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
     model = args.model or settings.clip_model
     pretrained = args.pretrained if args.pretrained is not None else settings.clip_pretrained
     print(download.download(model, pretrained), file=out)
+    # The face detector comes the same way, into the place the default FACE_DETECTOR_MODEL names,
+    # unless FACE_DETECTOR_MODEL names a file of the user's own.
+    from clip_age import detector_file
+    from clip_age.settings import default_face_detector
+
+    default = default_face_detector(os.environ)
+    if settings.face_detector_model != default and settings.face_detector_model.is_file():
+        print(
+            f"{settings.face_detector_model}: the face detector FACE_DETECTOR_MODEL names, left as it is.",
+            file=out,
+        )
+    else:
+        print(detector_file.describe(detector_file.fetch(default)), file=out)
     return 0
 
 
-# What a user can get wrong beyond options and paths (ValueError, OSError): each kind lives in a
-# module that imports torch, open_clip or OpenCV. An error of that kind can only come from a module
-# already imported, so only those are looked at: a usage error must not wait for torch to load.
+# What a user can get wrong: each kind of mistake has an exception type of its own whose message
+# says what to do. Several live in modules that import torch, open_clip or OpenCV; an error of
+# such a type can only come from a module already imported, so only those are looked at: a usage
+# error must not wait for torch to load.
 MISTAKES = (
+    ("clip_age.options", "OptionError"),
+    ("clip_age.settings", "SettingError"),
+    ("clip_age.model_choice", "ModelChoiceError"),
     ("clip_age.weights", "WeightsError"),
     ("clip_age.compute", "DeviceError"),
     ("clip_age.faces", "DetectorUnavailable"),
     ("clip_age.download", "DownloadError"),
+    ("clip_age.detector_file", "DetectorDownloadError"),
+    ("clip_age.evaluation.datasets", "DatasetError"),
+    ("clip_age.evaluation.evaluate", "TemplateError"),
 )
 
 
 def _users_mistake(error: Exception) -> bool:
-    if isinstance(error, (ValueError, OSError)):  # UsageError, OptionError, ModelChoiceError, settings
-        return True
-    return any(
+    return isinstance(error, UsageError) or any(
         isinstance(error, getattr(sys.modules[module], name))
         for module, name in MISTAKES
         if module in sys.modules
@@ -415,7 +464,8 @@ def _parser() -> argparse.ArgumentParser:
         f"{options.MAX_FACES_RANGE[1]}, default {options.DEFAULT_MAX_FACES})",
     )  # fmt: skip
     predict_command.add_argument(
-        "--detector", help="YuNet .onnx file (default: FACE_DETECTOR_MODEL, or the one shipped)"
+        "--detector",
+        help="YuNet .onnx file (default: FACE_DETECTOR_MODEL, else the one clip-age download fetches)",
     )
     predict_command.add_argument(
         "--probabilities", action="store_true", help="include the 99 probabilities (JSON)"
@@ -482,7 +532,9 @@ def _parser() -> argparse.ArgumentParser:
             help="never download weights (as HF_HUB_OFFLINE=1); without it, missing weights are fetched once",
         )
 
-    download_command = commands.add_parser("download", help="fetch a model's weights once, for setup to find")
+    download_command = commands.add_parser(
+        "download", help="fetch a model's weights and the face detector once, for setup to find"
+    )
     download_command.add_argument(
         "--model", help="open_clip model or hf-hub:org/repo (default: CLIP_MODEL, else ViT-L-14)"
     )

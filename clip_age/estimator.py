@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -16,7 +15,6 @@ from PIL import Image
 from clip_age import compute, gpu_path, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
-from clip_age.settings import DEFAULT_WEIGHTS_DIR
 from prompts import AGES, TEMPLATES, prompt_grid
 
 log = logging.getLogger(__name__)
@@ -35,7 +33,6 @@ class AgeEstimator:
         model_name: str = "ViT-L-14",
         pretrained: str | None = "openai",
         *,
-        weights_dir: Path = DEFAULT_WEIGHTS_DIR,
         templates: Sequence[str] = TEMPLATES,
         device: str = "auto",
         cpu_precision: str = "auto",
@@ -43,14 +40,19 @@ class AgeEstimator:
     ) -> None:
         self.device = compute.resolve_device(device)
         on_cuda = self.device.type == "cuda"
-        spec = weights.locate(model_name, pretrained, weights_dir)
+        spec = weights.locate(model_name, pretrained)
         self.precision = (
             compute.Precision("fp16", "a GPU") if on_cuda else compute.cpu_precision(cpu_precision)
         )
         if on_cuda:
             self.clip = _Clip(weights.create(spec, self.device, "fp16"), torch.float16)
         elif self.precision.name == "bf16":
-            self.clip = _Clip(weights.create(spec, self.device, "pure_bf16"), torch.bfloat16)
+            # Cast here rather than by open_clip ("pure_bf16"), keeping logit_scale in fp32: CLIP's
+            # ln(100) rounded to bf16 is 4.594, a softmax 1.1% too cool.
+            module = weights.create(spec, self.device, "fp32")
+            logit_scale = module.logit_scale.detach().clone()
+            self.clip = _Clip(module.to(torch.bfloat16), torch.bfloat16)
+            module.logit_scale.data = logit_scale
         elif self.precision.name == "int8":
             self.clip = _Clip(
                 _quantize_linear_layers(weights.create(spec, self.device, "fp32")), torch.float32

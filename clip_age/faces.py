@@ -49,7 +49,8 @@ class FaceDetector:
         if not self.model_path.is_file():
             raise DetectorUnavailable(
                 f"Face detection is unavailable: no YuNet model at {self.model_path}. "
-                "Set FACE_DETECTOR_MODEL to a YuNet .onnx file, or leave it unset to use the one that ships with clip_age."
+                "Set FACE_DETECTOR_MODEL to a YuNet .onnx file, or leave it unset and run `clip-age download` "
+                "to fetch one."
             )
         self._local = threading.local()
         self._create()  # fail at setup, not on the first request, if the file is not a model
@@ -100,7 +101,7 @@ class FaceDetector:
             raise DetectorUnavailable(
                 f"{self.model_path} is not a YuNet face detector model (OpenCV could not load it). "
                 "Point FACE_DETECTOR_MODEL (or --detector) at a YuNet .onnx file, or leave it unset "
-                "to use the one that ships with clip_age."
+                "and run `clip-age download` to fetch one."
             ) from None
 
 

@@ -5,23 +5,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clip_age import detector_file
 from clip_age.limits import DecodeLimits, PoolLimits
 
-# Where cog.yaml's build steps put the weights inside the image.
-DEFAULT_WEIGHTS_DIR = Path("/weights")
-# OpenCV's YuNet (MIT, 230 KB) ships inside the package: face detection needs no download.
-DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
 HF_TRUE = ("1", "ON", "YES", "TRUE")  # what huggingface_hub reads as "on"
+
+
+class SettingError(ValueError):
+    """An environment variable set to a value the model cannot use; the message names it."""
 
 
 @dataclass(frozen=True)
 class Settings:
     clip_model: str = "ViT-L-14"
     clip_pretrained: str = "openai"
-    weights_dir: Path = DEFAULT_WEIGHTS_DIR
-    face_detector_model: Path = DEFAULT_FACE_DETECTOR
+    face_detector_model: Path = field(default_factory=lambda: default_face_detector(os.environ))
     device: str = "auto"
     cpu_precision: str = "auto"
     max_batch_size: int = 64
@@ -36,8 +36,7 @@ class Settings:
         return cls(
             clip_model=env.get("CLIP_MODEL", cls.clip_model),
             clip_pretrained=env.get("CLIP_PRETRAINED", cls.clip_pretrained),
-            weights_dir=Path(env.get("CLIP_WEIGHTS_DIR", str(DEFAULT_WEIGHTS_DIR))),
-            face_detector_model=Path(env.get("FACE_DETECTOR_MODEL", str(DEFAULT_FACE_DETECTOR))),
+            face_detector_model=Path(env.get("FACE_DETECTOR_MODEL") or default_face_detector(env)),
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
@@ -65,10 +64,19 @@ class Settings:
         )
 
 
+def default_face_detector(env: Mapping[str, str]) -> Path:
+    """Where cog.yaml's build step and `clip-age download` put OpenCV's YuNet face detector: in
+    the Hugging Face cache folder (HF_HOME, as the Hugging Face client works it out), beside the
+    CLIP weights, so that one folder holds every model file."""
+    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    hf_home = Path(env.get("HF_HOME") or Path(cache) / "huggingface").expanduser()
+    return hf_home / "clip-age" / detector_file.NAME
+
+
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
     value = env.get(name, default).strip().lower()
     if value not in allowed:
-        raise ValueError(
+        raise SettingError(
             f"{name}={env[name]!r} is not valid: use one of {', '.join(allowed)} (default {default})."
         )
     return value
@@ -87,7 +95,7 @@ def _number(env: Mapping[str, str], name: str, kind: type, default, low, high):
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        raise ValueError(
+        raise SettingError(
             f"{name}={raw!r} is not valid: expected {'a whole number' if kind is int else 'a number'} "
             f"from {low:g} to {high:g} (default {default:g})."
         )

@@ -1,9 +1,8 @@
 """Find CLIP weights on local disk for an open_clip model spec. Setup never downloads.
 
 Every spec is resolved here to files on this machine before open_clip sees it, so open_clip
-is never handed a name it would fetch: a tag becomes a checkpoint file (the image build's
-CLIP_WEIGHTS_DIR, the Hugging Face cache, open_clip's own download cache), an hf-hub: model
-becomes its cached folder. That holds whatever was imported first and whatever HF_HUB_OFFLINE
+is never handed a name it would fetch: a tag becomes a checkpoint file (in the Hugging Face
+cache, or open_clip's own download cache), an hf-hub: model becomes its cached folder. That holds whatever was imported first and whatever HF_HUB_OFFLINE
 says.
 """
 
@@ -44,18 +43,7 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def download_url(model_name: str, pretrained: str) -> str | None:
-    """The checksummed URL open_clip lists for this model and tag, if it lists one."""
-    return _tag_config(model_name, pretrained).get("url") or None
-
-
-def weights_file(model_name: str, pretrained: str, weights_dir: Path) -> Path | None:
-    """Where an image build may put the file of a tag that has a download URL."""
-    url = download_url(model_name, pretrained)
-    return weights_dir / url.rsplit("/", 1)[-1] if url else None
-
-
-def locate(model_name: str, pretrained: str | None, weights_dir: Path) -> ModelSpec:
+def locate(model_name: str, pretrained: str | None) -> ModelSpec:
     """Resolve CLIP_MODEL / CLIP_PRETRAINED to weights on this machine, or explain what is missing."""
     if model_name.startswith("local-dir:"):
         folder = Path(model_name.removeprefix("local-dir:"))
@@ -99,10 +87,10 @@ def locate(model_name: str, pretrained: str | None, weights_dir: Path) -> ModelS
         "image_interpolation": tag.get("interpolation"),
         "image_resize_mode": tag.get("resize_mode"),
     }
-    for candidate in candidates(model_name, pretrained, weights_dir):
+    for candidate in candidates(model_name, pretrained):
         if candidate.is_file():
             return ModelSpec(model_name, str(candidate), options)
-    raise WeightsMissing(_missing_message(model_name, pretrained, weights_dir, tag))
+    raise WeightsMissing(_missing_message(model_name, pretrained, tag))
 
 
 def create(spec: ModelSpec, device: torch.device | str, precision: str) -> torch.nn.Module:
@@ -132,15 +120,12 @@ def create(spec: ModelSpec, device: torch.device | str, precision: str) -> torch
     return model
 
 
-def candidates(model_name: str, pretrained: str, weights_dir: Path) -> list[Path]:
-    """Files that may hold a tag's weights: the image build's folder, the Hugging Face cache,
-    open_clip's URL download cache. Resolving the tag to a file here means open_clip never
-    reaches for the network."""
+def candidates(model_name: str, pretrained: str) -> list[Path]:
+    """Files that may hold a tag's weights: the Hugging Face cache (where the image build and
+    `clip-age download` put them), open_clip's URL download cache. Resolving the tag to a file
+    here means open_clip never reaches for the network."""
     tag = _tag_config(model_name, pretrained)
     found = []
-    local = weights_file(model_name, pretrained, weights_dir)
-    if local is not None:
-        found.append(local)
     if tag.get("hf_hub"):
         repo_id, filename = os.path.split(tag["hf_hub"])
         for name in hub_filenames(filename):
@@ -179,12 +164,10 @@ def hub_filenames(filename: str) -> list[str]:
     return [stem + ".safetensors", filename] if suffix in (".bin", ".pth") else [filename]
 
 
-def _missing_message(model_name: str, pretrained: str, weights_dir: Path, tag: dict[str, Any]) -> str:
-    local = weights_file(model_name, pretrained, weights_dir)
-    looked = f"looked for {local}, " if local else "looked "
+def _missing_message(model_name: str, pretrained: str, tag: dict[str, Any]) -> str:
     return (
         f"No CLIP weights for CLIP_MODEL={model_name} CLIP_PRETRAINED={pretrained} on this machine: "
-        f"{looked}in the Hugging Face cache for {tag.get('hf_hub') or 'the tag'} and in "
+        f"looked in the Hugging Face cache for {tag.get('hf_hub') or 'the tag'} and in "
         f"{OPEN_CLIP_URL_CACHE} (setup never downloads). Fetch them once with: "
         f"{DOWNLOAD_COMMAND} --model {model_name} --pretrained {pretrained}"
     )

@@ -20,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "tests/test_reference.py::test_in_process_answers_are_open_clips"
+PRECISION = (
+    "tests/test_cpu_precision.py::test_logits_and_softmax_are_computed_in_fp32_whatever_the_towers_run_in"
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,49 @@ MUTATIONS = [
         "return _unpack(torch.cat(rows).numpy()) if rows else []",
         "return _unpack(torch.cat(rows).flip(0).numpy()) if rows else []",
         ("tests/test_estimator.py",),
+    ),
+    Mutation(
+        "score-threshold", "face detector's score threshold lowered to 0.5", "clip_age/faces.py",
+        "SCORE_THRESHOLD = 0.8", "SCORE_THRESHOLD = 0.5",
+        ("tests/test_faces.py",),
+    ),
+    Mutation(
+        "faces-by-score", "faces ordered by score instead of area", "clip_age/faces.py",
+        "faces.sort(key=lambda face: face.area, reverse=True)",
+        "faces.sort(key=lambda face: face.score, reverse=True)",
+        ("tests/test_faces.py",),
+    ),
+    Mutation(
+        "bf16-logits", "bf16 logits before the softmax", "clip_age/estimator.py",
+        "logits = self.logit_scale * self._embed(clip, pixels).float() @ prompts.T",
+        "logits = (self.logit_scale * self._embed(clip, pixels).float() @ prompts.T).bfloat16().float()",
+        (PRECISION,),
+    ),
+    Mutation(
+        "bf16-logit-scale", "the logit scale rounded to bf16", "clip_age/estimator.py",
+        "module.logit_scale.data = logit_scale", "module.logit_scale.data = logit_scale.bfloat16()",
+        (PRECISION,),
+    ),
+    Mutation(
+        "bug-as-mistake", "a bug's ValueError or OSError reported as the user's mistake", "clip_age/cli.py",
+        "    return isinstance(error, UsageError) or any(",
+        "    return isinstance(error, (UsageError, ValueError, OSError)) or any(",
+        ("tests/test_cli.py::test_a_bug_exits_1_with_one_line_naming_debug",),
+    ),
+    Mutation(
+        "torch-pinned", "the package asks for the image's torch, not a range", "pyproject.toml",
+        '"torch>=2.13,<3",', '"torch>=2.14.1,<3",',
+        ("tests/test_packaging.py::test_pip_install_keeps_a_compatible_torch_already_installed",),
+    ),
+    Mutation(
+        "lock-outside-range", "the image's lock outside the library's ranges", "requirements.txt",
+        "numpy==2.4.6", "numpy==1.26.4",
+        ("tests/test_packaging.py::test_the_images_lock_satisfies_the_librarys_ranges",),
+    ),
+    Mutation(
+        "detector-unchecked", "the face detector saved without its sha256 check", "clip_age/detector_file.py",
+        "    if digest != SHA256:", "    if False:",
+        ("tests/test_detector_file.py",),
     ),
 ]  # fmt: skip
 

@@ -87,7 +87,9 @@ def group_photo(path):
     return path
 
 
-def test_csv_with_faces_has_one_row_per_face_and_a_row_saying_so_for_a_photo_without(model, folder):
+def test_csv_with_faces_has_one_row_per_face_and_a_row_saying_so_for_a_photo_without(
+    model, folder, yunet_model
+):
     group_photo(folder / "e_two.jpg")
     status, output = run("--csv", "--faces", "--workers", "0", str(folder))
     rows = list(csv.DictReader(io.StringIO(output)))
@@ -113,14 +115,14 @@ def cli_columns() -> list[str]:
     return CSV_COLUMNS
 
 
-def test_json_with_faces_says_when_no_face_was_found(model):
+def test_json_with_faces_says_when_no_face_was_found(model, yunet_model):
     _, output = run("--faces", str(EXAMPLES / "coffee.png"), str(EXAMPLES / "astronaut.png"))
     coffee, astronaut = records(output)
     assert coffee["faces"] == [] and coffee["note"] == "no face found: the ages are the whole photo's"
     assert len(astronaut["faces"]) == 1 and "note" not in astronaut
 
 
-def test_require_face_skips_photos_without_one(model, capsys):
+def test_require_face_skips_photos_without_one(model, capsys, yunet_model):
     status, output = run(
         "--faces", "--require-face", str(EXAMPLES / "coffee.png"), str(EXAMPLES / "astronaut.png")
     )
@@ -129,7 +131,7 @@ def test_require_face_skips_photos_without_one(model, capsys):
     assert capsys.readouterr().err.strip().endswith("1 photo predicted, 1 skipped (no face), 0 failed")
 
 
-def test_draw_writes_each_photo_with_its_boxes_and_ages(model, folder, tmp_path):
+def test_draw_writes_each_photo_with_its_boxes_and_ages(model, folder, tmp_path, yunet_model):
     group_photo(folder / "e_two.jpg")
     big = Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((4000, 4000))
     big.save(folder / "nested" / "f_big.png")
@@ -195,7 +197,7 @@ def test_an_empty_folder_is_a_usage_error(model, tmp_path, capsys):
         ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "/nowhere/ViT-B-32.pt"}, "error: CLIP_PRETRAINED='/nowhere/ViT-B-32.pt': no such file."),
         ({"CLIP_DEVICE": "cuda"}, "error: CLIP_DEVICE=cuda, but no GPU can be used:"),
         ({"CLIP_CPU_PRECISION": "fp16"}, "error: CLIP_CPU_PRECISION='fp16' is not valid: use one of auto, bf16, int8, fp32"),
-        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "openai", "CLIP_WEIGHTS_DIR": "/nowhere", "HF_HUB_OFFLINE": "1"}, "clip-age download --model ViT-B-32 --pretrained openai Nothing was downloaded: HF_HUB_OFFLINE is on."),
+        ({"CLIP_MODEL": "ViT-B-32", "CLIP_PRETRAINED": "openai", "HF_HUB_OFFLINE": "1"}, "clip-age download --model ViT-B-32 --pretrained openai Nothing was downloaded: HF_HUB_OFFLINE is on."),
     ],
 )  # fmt: skip
 def test_setting_mistakes_name_the_right_setting(model, monkeypatch, capsys, env, message):
@@ -226,6 +228,33 @@ def test_debug_shows_the_traceback(model, monkeypatch, capsys):
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
+def broken_photo_age(error: type[Exception]):
+    """A bug in the library: a numpy call on nothing (ValueError) or a read of a file that is not
+    there (OSError), the kinds of error a user's mistake used to be told from by type alone."""
+
+    def photo_age(faces, rows):
+        if error is ValueError:
+            np.stack([])
+        open("/nonexistent/clip-age/state.json").close()
+
+    return photo_age
+
+
+@pytest.mark.parametrize("error", [ValueError, OSError])
+def test_a_bug_exits_1_with_one_line_naming_debug(model, monkeypatch, capsys, error):
+    from clip_age import pipeline
+
+    monkeypatch.setattr(pipeline, "photo_age", broken_photo_age(error))
+    assert run(str(EXAMPLES / "coffee.png"))[0] == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        f"error: clip-age stopped on an unexpected problem ({error.__name__ if error is ValueError else 'FileNotFoundError'}: "
+    )
+    assert line.endswith("Run the command again with --debug to see where.")
+    assert run("--debug", str(EXAMPLES / "coffee.png"))[0] == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
 def test_help_is_quick_and_lists_every_command():
     done = subprocess.run(
         [sys.executable, "-m", "clip_age", "--help"], capture_output=True, text=True, cwd=REPO
@@ -242,17 +271,19 @@ import clip_age
 from clip_age import cli
 from clip_age.faces import FaceDetector
 from clip_age.options import FaceRequest
-from clip_age.settings import DEFAULT_FACE_DETECTOR
+from clip_age.settings import Settings
+
+DETECTOR = Settings.from_env().face_detector_model
 
 def main():
     estimator = clip_age.load(device="cpu")
     big = Image.open("examples/astronaut.png").convert("RGB").resize((1920, 1920))
-    detector = FaceDetector(DEFAULT_FACE_DETECTOR)
+    detector = FaceDetector(DETECTOR)
     for _ in range(3):
         detector.detect(big, 32, 10)  # OpenCV's threads now run in this process
     estimator.predict([big])  # and torch's
     files, names = cli.photo_files(["examples"])
-    request = cli.PredictRequest(files, names, FaceRequest(), False, DEFAULT_FACE_DETECTOR, None, False, False, 8, 2)
+    request = cli.PredictRequest(files, names, FaceRequest(), False, DETECTOR, None, False, False, 8, 2)
     print(cli.predict(estimator, request, io.StringIO()))
 
 if __name__ == "__main__":
@@ -261,7 +292,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_decode_workers_start_clean_after_the_caller_has_run_threads(model, tmp_path):
+def test_decode_workers_start_clean_after_the_caller_has_run_threads(model, yunet_model, tmp_path):
     """Forking a process whose OpenCV and torch threads have run left decode workers waiting on
     a lock forever; they now start from a forkserver."""
     script = tmp_path / "scenario.py"

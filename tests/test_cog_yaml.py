@@ -2,7 +2,6 @@
 Build notes for the check with Cog's own Go packages, which cannot run in CI)."""
 
 import ast
-import hashlib
 import inspect
 import io
 import json
@@ -17,7 +16,6 @@ import predict
 from clip_age import options
 from clip_age.images import ACCEPTED_NAMES
 from clip_age.limits import DecodeLimits
-from clip_age.settings import DEFAULT_FACE_DETECTOR
 from tests.cog_server import decorator_concurrency
 from tests.conftest import REPO, SHARED
 
@@ -97,12 +95,6 @@ def test_the_image_installs_what_serving_needs_and_not_the_evaluation_extras():
     serving = (REPO / "requirements.txt").read_text()
     assert "matplotlib" not in serving and "cog" not in re.findall(r"^(\w+)==", serving, re.M)
     assert not {"ray", "pyarrow"} & set(re.findall(r"^([\w\-]+)", serving, re.M))  # the ray extra
-
-
-def test_the_face_detector_ships_in_the_package_unchanged():
-    digest = hashlib.sha256(DEFAULT_FACE_DETECTOR.read_bytes()).hexdigest()
-    assert digest == "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
-    assert "yunet" not in " ".join(CONFIG["build"]["run"]).lower()  # nothing to download
 
 
 def test_output_faces_are_a_typed_model_with_the_six_fields():

@@ -52,3 +52,47 @@ def test_image_and_text_embeddings_stay_within_a_cosine_of_0_999_of_fp32(vit_b_3
     assert float(image_cosine.min()) >= 0.999, precision
     assert float(text_cosine.min()) >= 0.999, precision
     assert torch.isfinite(image_cosine).all()
+
+
+def reference_rows(logit_scale: float, images: torch.Tensor, prompts: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Probabilities and argmax/expected age in float64 from the spec: softmax(scale * cos)."""
+    logits = logit_scale * images.double() @ prompts.double().T
+    probabilities = logits.softmax(dim=-1).numpy()
+    ages = np.arange(1, 100)
+    return probabilities, ages[probabilities.argmax(axis=1)], probabilities @ ages
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_logits_and_softmax_are_computed_in_fp32_whatever_the_towers_run_in(vit_b_32, reference, precision):
+    """Given the embeddings the towers produced, the answer is the float64 softmax of them to
+    1e-5: bf16 logits at CLIP's scale of 100 (spacing 0.0625 at 8 to 16) move a probability by
+    up to 3%, and a bf16 logit scale (4.594 for ln 100) by 1.1% everywhere."""
+    pixels, _, _ = reference
+    estimator = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision)
+    assert estimator.logit_scale == pytest.approx(100, rel=1e-6)  # the checkpoint's, not rounded
+    answers = estimator.predict_pixels(pixels)
+    probabilities, ages, expected = reference_rows(
+        100.0, estimator.encode_pixels(pixels), estimator.prompt_embeddings
+    )
+    got = np.stack([answer.probabilities for answer in answers])
+    np.testing.assert_allclose(got, probabilities, rtol=1e-5, atol=1e-9)
+    assert [answer.age for answer in answers] == ages.tolist()
+    np.testing.assert_allclose([answer.expected_age for answer in answers], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(("precision", "tolerance", "years"), [("bf16", 0.01, 0.5), ("int8", 0.03, 0.75)])
+def test_probabilities_and_ages_agree_with_fp32(vit_b_32, reference, precision, tolerance, years):
+    """End to end against the fp32 model on 16 crops. The tolerance is what the embedding gate
+    above lets through, measured (2026-12-01) with margin: a cosine of 0.999 leaves an embedding
+    error of norm up to 0.045, which at a logit scale of 100 moves logits by tenths; on this
+    model's flat distributions (top probability 0.07) that is up to 0.004 (bf16) and 0.016
+    (int8) in a probability and 0.2 / 0.3 years in the expected age. Near-ties make the argmax
+    age free to move to any age fp32 found about as likely."""
+    pixels, _, _ = reference
+    fp32 = AgeEstimator(vit_b_32, device="cpu", cpu_precision="fp32").predict_pixels(pixels)
+    other = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision).predict_pixels(pixels)
+    for want, got in zip(fp32, other, strict=True):
+        assert np.abs(got.probabilities - want.probabilities).max() <= tolerance
+        assert abs(got.expected_age - want.expected_age) <= years
+        # The age it picks is one fp32 found as likely, within the tolerance, as fp32's own pick.
+        assert want.probabilities[got.age - 1] >= want.probabilities.max() - tolerance

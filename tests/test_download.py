@@ -33,6 +33,12 @@ def image_path(home: Path) -> str:
     return str(folder)
 
 
+def own_detector(home: Path) -> Path:
+    path = home / "my-yunet.onnx"
+    path.write_bytes(b"a YuNet model of the user's own")
+    return path
+
+
 def run(command: list[str], hub: FakeHub, home, **env: str) -> subprocess.CompletedProcess:
     environment = {
         **os.environ,
@@ -41,6 +47,9 @@ def run(command: list[str], hub: FakeHub, home, **env: str) -> subprocess.Comple
         "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_OFFLINE": "1",  # as in the container: the download must switch it off itself
         "PATH": image_path(Path(home)),
+        # A face detector of the user's own: `clip-age download` fetches weights only here
+        # (tests/test_detector_file.py fetches the detector).
+        "FACE_DETECTOR_MODEL": str(own_detector(Path(home))),
         **env,
     }
     return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
@@ -52,10 +61,7 @@ def build(step: str, hub: FakeHub, home) -> subprocess.CompletedProcess:
 
 
 def located(hub: FakeHub, home, model: str, pretrained: str) -> str:
-    code = (
-        "from pathlib import Path; from clip_age import weights; "
-        f"print(weights.locate({model!r}, {pretrained!r}, Path('/no-weights-dir')).pretrained)"
-    )
+    code = f"from clip_age import weights; print(weights.locate({model!r}, {pretrained!r}).pretrained)"
     found = run([sys.executable, "-c", code], hub, home)
     assert found.returncode == 0, found.stderr
     return found.stdout.strip()
@@ -147,7 +153,7 @@ def test_download_list_and_local_dir(tmp_path, tiny_model_dir):
             tmp_path,
         )
     assert any(line.split() == ["ViT-L-14", "openai"] for line in listed.stdout.splitlines())
-    assert local.stdout.strip() == f"Nothing to download: local-dir:{tiny_model_dir} is read from its folder."
+    assert local.stdout.splitlines()[0] == f"Nothing to download: local-dir:{tiny_model_dir} is read from its folder."
 
 
 def build_step(config: str | None = None) -> str:

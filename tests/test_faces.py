@@ -1,9 +1,10 @@
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from clip_age import pipeline
-from clip_age.faces import DetectorUnavailable, Face, FaceDetector, crop_box
+from clip_age.faces import NMS_THRESHOLD, DetectorUnavailable, Face, FaceDetector, crop_box
 from clip_age.options import FaceRequest
 from clip_age.preprocess import InputSpec
 from tests.conftest import EXAMPLES
@@ -72,6 +73,33 @@ def test_largest_first_and_capped(detector, astronaut):
     assert len(faces) == 3 and areas == sorted(areas, reverse=True)
     assert 350 <= faces[0].box[0] < 862  # the 512 px astronaut
     assert detector.detect(canvas, min_face_size=20, max_faces=2) == faces[:2]
+
+
+def scores(model_path, photo: Image.Image) -> list[tuple[tuple[int, ...], float]]:
+    """Every box YuNet scores above 0.3 in the photo, as OpenCV reports it: the reference."""
+    reference = cv2.FaceDetectorYN.create(str(model_path), "", photo.size, 0.3, NMS_THRESHOLD)
+    _, rows = reference.detect(np.ascontiguousarray(np.asarray(photo)[:, :, ::-1]))
+    return [(tuple(int(v) for v in row[:4]), float(row[-1])) for row in (rows if rows is not None else [])]
+
+
+def test_a_face_scored_below_0_8_is_not_a_face(detector, yunet_model, astronaut):
+    blurred = astronaut.filter(ImageFilter.GaussianBlur(10))
+    found = scores(yunet_model, blurred)
+    # The blurred face is still found by YuNet, with a score between 0.5 and 0.8 ...
+    assert any(contains(box, NOSE) and 0.5 < score < 0.8 for box, score in found), found
+    # ... which is not enough: YuNet's clear faces score 0.9 and more.
+    assert detector.detect(blurred, min_face_size=32, max_faces=10) == []
+
+
+def test_the_largest_face_comes_first_even_when_a_smaller_one_scores_higher(detector, yunet_model, astronaut):
+    canvas = Image.new("RGB", (800, 512), "white")
+    canvas.paste(astronaut.filter(ImageFilter.GaussianBlur(8)), (0, 0))  # large, scores about 0.84
+    canvas.paste(astronaut.resize((256, 256)), (540, 128))  # small and sharp, scores about 0.94
+    large, small = detector.detect(canvas, min_face_size=20, max_faces=10)
+    assert large.area > small.area and large.score < small.score
+    assert contains(large.box, NOSE) and contains(small.box, (540 + NOSE[0] / 2, 128 + NOSE[1] / 2))
+    [only] = detector.detect(canvas, min_face_size=20, max_faces=1)
+    assert only == large
 
 
 def test_min_face_size_drops_small_faces(detector, astronaut):

@@ -150,7 +150,7 @@ def test_the_estimator_serves_what_the_check_chose(tiny_model_dir, probe):
     from clip_age import weights
 
     reference = type(estimator.clip)(
-        weights.create(weights.locate(f"local-dir:{tiny_model_dir}", None, None), "cpu", "fp32"),
+        weights.create(weights.locate(f"local-dir:{tiny_model_dir}", None), "cpu", "fp32"),
         torch.float32,
     )
     estimator._choose_gpu_path(reference, cuda_graphs=True)

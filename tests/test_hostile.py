@@ -169,7 +169,7 @@ def good_request_time(server: LocalCogServer) -> float:
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_each_attack_is_refused_or_answered_within_its_budget(server, name):
+def test_each_attack_is_refused_or_answered_within_its_budget(server, name, yunet_model):
     inputs, expected = ATTACKS[name][0](), ATTACKS[name][1]
     idle = server.rss_bytes()
     started = time.perf_counter()
@@ -194,7 +194,7 @@ def test_each_attack_is_refused_or_answered_within_its_budget(server, name):
     assert after < idle * 1.3 + 100e6
 
 
-def test_two_heavy_uploads_at_once_stay_within_their_budget(server):
+def test_two_heavy_uploads_at_once_stay_within_their_budget(server, yunet_model):
     inputs = {"image": data_uri(hostile.png_flat()), "detect_faces": True, "min_face_size": 8}
     idle = server.rss_bytes()
     with PeakMemory(server) as memory:
@@ -228,7 +228,9 @@ def slow_upload() -> dict:
     return {"image": data_uri(hostile.png_flat()), "detect_faces": True}
 
 
-def test_a_decode_worker_killed_mid_request_fails_that_request_clearly_and_the_next_succeeds(tiny_model_dir):
+def test_a_decode_worker_killed_mid_request_fails_that_request_clearly_and_the_next_succeeds(
+    tiny_model_dir, yunet_model
+):
     import os
     import signal
 
@@ -252,7 +254,7 @@ def test_a_decode_worker_killed_mid_request_fails_that_request_clearly_and_the_n
         assert server.decode_workers() != [worker]
 
 
-def test_a_decode_past_its_deadline_is_stopped_and_its_worker_replaced(tiny_model_dir):
+def test_a_decode_past_its_deadline_is_stopped_and_its_worker_replaced(tiny_model_dir, yunet_model):
     env = {
         "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
         "CLIP_DEVICE": "cpu",
@@ -274,7 +276,7 @@ def test_a_decode_past_its_deadline_is_stopped_and_its_worker_replaced(tiny_mode
         assert worker not in server.decode_workers()
 
 
-def test_a_decode_past_its_memory_cap_is_refused_and_the_worker_replaced(tiny_model_dir):
+def test_a_decode_past_its_memory_cap_is_refused_and_the_worker_replaced(tiny_model_dir, yunet_model):
     env = {
         "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
         "CLIP_DEVICE": "cpu",
@@ -294,7 +296,7 @@ def test_a_decode_past_its_memory_cap_is_refused_and_the_worker_replaced(tiny_mo
         assert worker not in server.decode_workers()
 
 
-def test_cancelling_a_prediction_stops_its_decode_within_a_second(tiny_model_dir):
+def test_cancelling_a_prediction_stops_its_decode_within_a_second(tiny_model_dir, yunet_model):
     env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "1"}
     with LocalCogServer(env) as server:
         assert server.wait_until_ready()["status"] == "READY", server.log()

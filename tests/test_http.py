@@ -51,7 +51,7 @@ def test_probabilities_on_request(cog_server):
     assert max(range(99), key=probabilities.__getitem__) + 1 == prediction["output"]["age"]
 
 
-def test_detect_faces_returns_typed_faces_with_exactly_six_fields(cog_server):
+def test_detect_faces_returns_typed_faces_with_exactly_six_fields(cog_server, yunet_model):
     prediction, _ = cog_server.predict({"image": example("astronaut.png"), "detect_faces": True})
     assert prediction["status"] == "succeeded", prediction
     output = prediction["output"]
@@ -67,7 +67,7 @@ def test_detect_faces_returns_typed_faces_with_exactly_six_fields(cog_server):
     }
 
 
-def test_no_face_found_falls_back_to_the_whole_photo(cog_server):
+def test_no_face_found_falls_back_to_the_whole_photo(cog_server, yunet_model):
     with_faces, _ = cog_server.predict({"image": example("coffee.png"), "detect_faces": True})
     without, _ = cog_server.predict({"image": example("coffee.png")})
     assert with_faces["output"]["faces"] == []
@@ -134,7 +134,7 @@ def test_inputs_are_checked_strictly_without_a_built_schema(cog_server, inputs, 
     assert refusal(prediction) == message
 
 
-def test_a_whole_float_counts_as_an_integer_as_cogs_schema_validation_accepts_it(cog_server):
+def test_a_whole_float_counts_as_an_integer_as_cogs_schema_validation_accepts_it(cog_server, yunet_model):
     prediction, _ = cog_server.predict(
         {"image": example("astronaut.png"), "detect_faces": True, "max_faces": 1.0}
     )

@@ -28,6 +28,14 @@ def test_the_root_holds_only_the_cog_files_and_what_every_python_project_has():
     assert {path.split("/")[0] for path in tracked_files()} == ROOT_FILES
 
 
+def test_the_repository_holds_no_model_file():
+    # Model files are fetched and verified (the CLIP weights, the face detector), never committed.
+    models = [
+        path for path in tracked_files() if path.endswith((".onnx", ".pt", ".pth", ".safetensors", ".bin"))
+    ]
+    assert models == []
+
+
 def test_nothing_imports_from_tools():
     for path in tracked_files():
         if path.endswith(".py") and not path.startswith("tools/"):
@@ -71,8 +79,12 @@ def readme_python_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readme_python_example_runs(tiny_model_dir):
-    run = python(readme_python_example(), CLIP_MODEL=f"local-dir:{tiny_model_dir}")
+def test_the_readme_python_example_runs(tiny_model_dir, yunet_model):
+    run = python(
+        readme_python_example(),
+        CLIP_MODEL=f"local-dir:{tiny_model_dir}",
+        FACE_DETECTOR_MODEL=str(yunet_model),
+    )
     assert run.returncode == 0, run.stderr
     age, low, high, boxes = run.stdout.split(maxsplit=3)
     assert 1 <= int(low) <= int(age) <= 99 or 1 <= int(age) <= int(high) <= 99
@@ -80,7 +92,7 @@ def test_the_readme_python_example_runs(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_pip_install_gives_the_clip_age_command(tmp_path, tiny_model_dir):
+def test_pip_install_gives_the_clip_age_command(tmp_path, tiny_model_dir, yunet_model):
     source = tmp_path / "source"
     for path in tracked_files():
         (source / path).parent.mkdir(parents=True, exist_ok=True)
@@ -94,11 +106,18 @@ def test_pip_install_gives_the_clip_age_command(tmp_path, tiny_model_dir):
     assert install.returncode == 0, install.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(target), "CLIP_MODEL": f"local-dir:{tiny_model_dir}"}
+    assert not list(target.rglob("*.onnx"))  # the detector is fetched, not shipped; its license is
+    assert (target / "clip_age" / "models" / "LICENSE-YUNET.txt").is_file()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(target),
+        "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
+        "FACE_DETECTOR_MODEL": str(yunet_model),
+    }
     command = [str(target / "bin" / "clip-age"), "predict", "--faces", str(EXAMPLES / "astronaut.png")]
     run = subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    assert '"faces": [{"box"' in run.stdout  # the packaged face detector found her face
+    assert '"faces": [{"box"' in run.stdout  # the face detector found her face
     located = subprocess.run(
         [sys.executable, "-c", "import clip_age, prompts; print(clip_age.__file__, prompts.__file__)"],
         cwd=elsewhere, capture_output=True, text=True, env=env,

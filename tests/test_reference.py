@@ -223,7 +223,9 @@ def crop_box_of(box: list[int], size: tuple[int, int]) -> tuple[int, int, int, i
     return crop_box(Face(tuple(box), 1.0), *size)
 
 
-def test_face_crops_are_open_clips_answers_for_the_crops(configured, server, tmp_path, monkeypatch):
+def test_face_crops_are_open_clips_answers_for_the_crops(
+    configured, server, tmp_path, monkeypatch, yunet_model
+):
     folder, reference = configured
     monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
     data = group_photo()

@@ -193,7 +193,7 @@ def test_a_url_that_drips_is_cut_off_at_the_deadline(tiny_model_dir, photo_host)
 
 
 @pytest.mark.slow
-def test_a_request_that_cannot_get_a_decode_worker_in_time_is_refused_as_busy(tiny_model_dir):
+def test_a_request_that_cannot_get_a_decode_worker_in_time_is_refused_as_busy(tiny_model_dir, yunet_model):
     with tiny_server(tiny_model_dir, DECODE_WORKERS="1", DECODE_QUEUE_TIMEOUT_S="0.3") as server:
         assert server.wait_until_ready()["status"] == "READY", server.log()
         slow = {"image": data_uri(hostile.png_flat()), "detect_faces": True}
@@ -212,7 +212,7 @@ def test_a_request_that_cannot_get_a_decode_worker_in_time_is_refused_as_busy(ti
 
 
 @pytest.mark.slow
-def test_a_small_file_that_is_slow_to_decode_gets_a_small_deadline(tiny_model_dir):
+def test_a_small_file_that_is_slow_to_decode_gets_a_small_deadline(tiny_model_dir, yunet_model):
     """A 350 KB PNG that decodes to 119 megapixels may not hold a worker for the whole 10 s."""
     with tiny_server(tiny_model_dir, DECODE_WORKERS="1") as server:
         assert server.wait_until_ready()["status"] == "READY", server.log()
@@ -228,7 +228,7 @@ def test_a_small_file_that_is_slow_to_decode_gets_a_small_deadline(tiny_model_di
 
 
 @pytest.mark.slow
-def test_thirty_two_cheap_slow_uploads_leave_a_good_request_answered_within_5_s(tiny_model_dir):
+def test_thirty_two_cheap_slow_uploads_leave_a_good_request_answered_within_5_s(tiny_model_dir, yunet_model):
     with tiny_server(tiny_model_dir, DECODE_WORKERS="2") as server:
         assert server.wait_until_ready()["status"] == "READY", server.log()
         slow = {"image": data_uri(hostile.png_flat()), "detect_faces": True, "min_face_size": 8}

@@ -4,15 +4,13 @@ from pathlib import Path
 import pytest
 
 from clip_age.limits import DecodeLimits, PoolLimits
-from clip_age.settings import Settings
-from tests.conftest import REPO
+from clip_age.settings import Settings, default_face_detector
 
 
 def test_defaults_are_the_documented_ones():
     settings = Settings.from_env({})
     assert (settings.clip_model, settings.clip_pretrained) == ("ViT-L-14", "openai")
-    assert settings.weights_dir == Path("/weights")
-    assert settings.face_detector_model == REPO / "clip_age" / "models" / "face_detection_yunet_2026may.onnx"
+    assert settings.face_detector_model == default_face_detector({})
     assert (settings.device, settings.cpu_precision, settings.max_batch_size) == ("auto", "auto", 64)
     assert settings.hub_offline is False
     assert settings.decode_limits == DecodeLimits(
@@ -27,12 +25,23 @@ def test_defaults_are_the_documented_ones():
     )
 
 
+def test_the_default_detector_lies_in_the_hugging_face_clients_own_cache_folder(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    name = "face_detection_yunet_2026may.onnx"
+    assert default_face_detector(os.environ) == Path(constants.HF_HOME) / "clip-age" / name
+    assert default_face_detector({}) == Path.home() / ".cache" / "huggingface" / "clip-age" / name
+    assert default_face_detector({"XDG_CACHE_HOME": "/c"}) == Path("/c/huggingface/clip-age") / name
+    assert default_face_detector({"XDG_CACHE_HOME": "/c", "HF_HOME": "/h"}) == Path("/h/clip-age") / name
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    assert Settings().face_detector_model == tmp_path / "clip-age" / name
+
+
 def test_every_variable_is_read():
     settings = Settings.from_env(
         {
             "CLIP_MODEL": "local-dir:/m",
             "CLIP_PRETRAINED": "",
-            "CLIP_WEIGHTS_DIR": "/w",
             "FACE_DETECTOR_MODEL": "/d.onnx",
             "CLIP_DEVICE": "CPU",
             "CLIP_CPU_PRECISION": "int8",
@@ -52,7 +61,6 @@ def test_every_variable_is_read():
     assert settings == Settings(
         "local-dir:/m",
         "",
-        Path("/w"),
         Path("/d.onnx"),
         "cpu",
         "int8",

@@ -56,7 +56,7 @@ BAD_INPUTS = [
 ]
 
 
-def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir):
+def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir, yunet_model):
     goods = good_inputs()
     # Two good requests to every bad one, in a fixed interleaving.
     plan = []

@@ -27,40 +27,47 @@ def openai_style_tag(monkeypatch, tmp_path):
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, name, {"openai": tag})
     torch.manual_seed(1)
     trained = open_clip.model.CLIP(**config, quick_gelu=True)
-    weights_dir = tmp_path / "weights"
-    weights_dir.mkdir()
-    torch.save(trained.state_dict(), weights_dir / f"{name}.pt")
-    return name, weights_dir, trained
+    # Where open_clip's own downloader would have put the file from the tag's URL.
+    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
+    (tmp_path / "clip").mkdir()
+    torch.save(trained.state_dict(), tmp_path / "clip" / f"{name}.pt")
+    return name, trained
 
 
 def test_openai_weights_load_from_the_local_file_with_quick_gelu(openai_style_tag):
-    name, weights_dir, trained = openai_style_tag
-    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu", cpu_precision="fp32")
+    name, trained = openai_style_tag
+    estimator = AgeEstimator(name, "openai", device="cpu", cpu_precision="fp32")
     activations = {type(m) for m in estimator.model.modules() if "GELU" in type(m).__name__}
     assert activations == {QuickGELU}
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(estimator.model.state_dict()[key], value)
 
 
-def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(tmp_path):
+def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path)
     (tmp_path / "ViT-L-14.pt").write_bytes(b"placeholder")
-    spec = weights.locate("ViT-L-14", "openai", tmp_path)
+    spec = weights.locate("ViT-L-14", "openai")
     assert spec.pretrained == str(tmp_path / "ViT-L-14.pt")
     assert spec.options["force_quick_gelu"] is True
     assert spec.options["image_interpolation"] == "bicubic"
 
 
-def test_missing_weights_name_the_places_looked_in_and_the_download_command(tmp_path):
+def test_missing_weights_name_the_places_looked_in_and_the_download_command(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
     with pytest.raises(weights.WeightsError) as raised:
-        AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
+        AgeEstimator("ViT-B-32", "openai", device="cpu")
     message = str(raised.value)
-    assert f"looked for {tmp_path / 'ViT-B-32.pt'}, in the Hugging Face cache" in message
+    assert "looked in the Hugging Face cache for timm/vit_base_patch32_clip_224.openai" in message
+    assert f" and in {tmp_path / 'clip'} (setup never downloads)" in message
     assert message.endswith("Fetch them once with: clip-age download --model ViT-B-32 --pretrained openai")
 
 
 def test_missing_local_dir_is_explained(tmp_path):
     with pytest.raises(weights.WeightsError, match=re.escape(f"no open_clip_config.json in {tmp_path}")):
-        weights.locate(f"local-dir:{tmp_path}", "openai", tmp_path)
+        weights.locate(f"local-dir:{tmp_path}", "openai")
 
 
 def test_unknown_tag_lists_the_known_ones(tmp_path):
@@ -68,18 +75,18 @@ def test_unknown_tag_lists_the_known_ones(tmp_path):
         weights.WeightsError,
         match=r"is not a weights tag open_clip knows for ViT-B-32, nor a file\. Tags for ViT-B-32: openai, ",
     ):
-        weights.locate("ViT-B-32", "not-a-tag", tmp_path)
+        weights.locate("ViT-B-32", "not-a-tag")
 
 
 def test_an_unknown_model_is_named_as_the_model_not_the_weights(tmp_path):
     with pytest.raises(weights.WeightsError) as raised:
-        weights.locate("banana", "openai", tmp_path)
+        weights.locate("banana", "openai")
     assert str(raised.value).startswith("CLIP_MODEL='banana' is not a model open_clip knows.")
 
 
 def test_a_missing_checkpoint_file_is_not_found(tmp_path):
     with pytest.raises(weights.WeightsError) as raised:
-        weights.locate("ViT-B-32", str(tmp_path / "ViT-B-32.pt"), tmp_path)
+        weights.locate("ViT-B-32", str(tmp_path / "ViT-B-32.pt"))
     assert str(raised.value) == f"CLIP_PRETRAINED={tmp_path / 'ViT-B-32.pt'}: no such file."
 
 
@@ -92,11 +99,11 @@ def test_hf_hub_file_names_follow_open_clip():
 def test_a_checkpoint_file_is_used_as_given(tmp_path):
     checkpoint = tmp_path / "mine.safetensors"
     checkpoint.write_bytes(b"x")
-    assert weights.locate("ViT-B-32", str(checkpoint), tmp_path).pretrained == str(checkpoint)
+    assert weights.locate("ViT-B-32", str(checkpoint)).pretrained == str(checkpoint)
 
 
 def test_empty_pretrained_means_random_init_for_benchmarks(tmp_path):
-    assert weights.locate("ViT-B-32", "", tmp_path).pretrained is None
+    assert weights.locate("ViT-B-32", "").pretrained is None
 
 
 def test_a_tag_found_in_the_hugging_face_cache_is_loaded_as_a_file(tmp_path, monkeypatch):
@@ -109,25 +116,26 @@ def test_a_tag_found_in_the_hugging_face_cache_is_loaded_as_a_file(tmp_path, mon
         return str(cached) if filename == "open_clip_model.safetensors" else None
 
     monkeypatch.setattr(weights, "try_to_load_from_cache", in_cache)
-    spec = weights.locate("ViT-B-32", "laion2b_s34b_b79k", tmp_path / "empty")
+    spec = weights.locate("ViT-B-32", "laion2b_s34b_b79k")
     assert spec.pretrained == str(cached)
     assert asked[0] == ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
 
 
-def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, tiny_model_dir):
+def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path)  # where the tag's file is found
     wrong = tmp_path / "ViT-B-32.pt"
     wrong.write_bytes(b"not a checkpoint")
     with pytest.raises(
         weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"
     ):
-        AgeEstimator("ViT-B-32", "openai", weights_dir=tmp_path, device="cpu")
+        AgeEstimator("ViT-B-32", "openai", device="cpu")
 
 
 def test_a_file_that_is_not_a_checkpoint_is_one_clear_error_without_warnings(tmp_path, recwarn):
     wrong = tmp_path / "mine.pt"
     wrong.write_bytes(b"not a checkpoint")
     with pytest.raises(weights.WeightsError) as raised:
-        AgeEstimator("ViT-B-32", str(wrong), weights_dir=tmp_path, device="cpu")
+        AgeEstimator("ViT-B-32", str(wrong), device="cpu")
     assert str(raised.value).startswith(f"Could not load CLIP weights {wrong} for CLIP_MODEL=ViT-B-32: ")
     assert "clip-age download" in str(raised.value)
     assert [str(w.message) for w in recwarn] == []
@@ -161,8 +169,8 @@ def hub_cache(root, repo_id: str, files: dict[str, bytes]):
 
 
 def test_setup_resolves_a_tag_to_a_local_file_without_the_network(openai_style_tag, no_network):
-    name, weights_dir, _ = openai_style_tag
-    estimator = AgeEstimator(name, "openai", weights_dir=weights_dir, device="cpu")
+    name, _ = openai_style_tag
+    estimator = AgeEstimator(name, "openai", device="cpu")
     assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
 
 
@@ -174,9 +182,9 @@ def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(
     files = {path.name: path.read_bytes() for path in tiny_model_dir.iterdir()}
     snapshot = hub_cache(tmp_path, "someone/tiny-clip", files)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    spec = weights.locate("hf-hub:someone/tiny-clip", None, tmp_path)
+    spec = weights.locate("hf-hub:someone/tiny-clip", None)
     assert spec.model_name == f"local-dir:{snapshot}"
-    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, weights_dir=tmp_path, device="cpu")
+    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu")
     assert estimator.input_shape == (224, 224, 3)
 
 
@@ -185,7 +193,7 @@ def test_an_hf_hub_model_not_in_the_cache_names_the_download_command(tmp_path, m
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(weights.WeightsError) as raised:
-        weights.locate("hf-hub:someone/elsewhere", None, tmp_path)
+        weights.locate("hf-hub:someone/elsewhere", None)
     assert str(raised.value) == (
         "CLIP_MODEL=hf-hub:someone/elsewhere: not in the Hugging Face cache (setup never downloads). "
         "Fetch it first: clip-age download --model hf-hub:someone/elsewhere"

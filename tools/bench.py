@@ -40,7 +40,7 @@ from clip_age.estimator import AgeEstimator
 from clip_age.faces import FaceDetector
 from clip_age.limits import DecodeLimits, PoolLimits
 from clip_age.options import FaceRequest
-from clip_age.settings import DEFAULT_FACE_DETECTOR, Settings
+from clip_age.settings import Settings
 from prompts import AGES, PROMPTS
 from tests.cog_server import LocalCogServer
 
@@ -342,7 +342,7 @@ class Bench:
         )
 
     def faces(self, name: str, estimator: AgeEstimator) -> None:
-        detector = FaceDetector(DEFAULT_FACE_DETECTOR)
+        detector = FaceDetector(Settings.from_env().face_detector_model)
         canvas = Image.new("RGB", (1920, 1080), (120, 120, 120))
         canvas.paste(Image.open(EXAMPLES / "astronaut.png").convert("RGB"), (700, 280))
         path = self.workdir / "group.jpg"

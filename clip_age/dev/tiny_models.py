@@ -1,6 +1,7 @@
 """Write open_clip models as local-dir: folders; build a tiny random-init one for tests and demos."""
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,14 @@ def build_tiny_model(
 
 
 def build_random_model(model_name: str, folder: Path, seed: int = 0) -> Path:
-    """A built-in architecture (ViT-B-32, ViT-L-14, ...) with random weights, OpenAI-style."""
+    """A built-in architecture (ViT-B-32, ViT-L-14, ...) with random weights, OpenAI-style, and
+    the logit scale trained CLIP ends with (100, where OpenAI's training clamps it), so that the
+    softmax is as sensitive to rounding as a real model's."""
     config = {**open_clip.get_model_config(model_name), "quick_gelu": True}
     torch.manual_seed(seed)
-    return save_model_dir(open_clip.model.CLIP(**config), config, folder)
+    model = open_clip.model.CLIP(**config)
+    model.logit_scale.data.fill_(math.log(100))
+    return save_model_dir(model, config, folder)
 
 
 def default_folder() -> Path:

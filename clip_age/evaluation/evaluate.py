@@ -22,6 +22,10 @@ from clip_age.results import AgeDistribution
 from prompts import TEMPLATES, check_template
 
 
+class TemplateError(ValueError):
+    """A --templates file that cannot be read as named template sets."""
+
+
 @dataclass(frozen=True)
 class Predictions:
     samples: list[Sample]  # the readable ones, in order
@@ -44,12 +48,15 @@ def read_template_sets(path: Path) -> dict[str, list[str]]:
             current = line[1:-1].strip()
             sets[current] = []
         elif current is None:
-            raise ValueError(f"{path}:{number}: a template before any [name] line.")
+            raise TemplateError(f"{path}:{number}: a template before any [name] line.")
         else:
-            sets[current].append(check_template(line))
+            try:
+                sets[current].append(check_template(line))
+            except ValueError as error:
+                raise TemplateError(f"{path}:{number}: {error}") from None
     empty = [name for name, templates in sets.items() if not templates]
     if not sets or empty:
-        raise ValueError(f"{path}: every [name] needs at least one template; empty: {empty or 'all'}.")
+        raise TemplateError(f"{path}: every [name] needs at least one template; empty: {empty or 'all'}.")
     return sets
 
 
