@@ -153,7 +153,10 @@ def test_download_list_and_local_dir(tmp_path, tiny_model_dir):
             tmp_path,
         )
     assert any(line.split() == ["ViT-L-14", "openai"] for line in listed.stdout.splitlines())
-    assert local.stdout.splitlines()[0] == f"Nothing to download: local-dir:{tiny_model_dir} is read from its folder."
+    assert (
+        local.stdout.splitlines()[0]
+        == f"Nothing to download: local-dir:{tiny_model_dir} is read from its folder."
+    )
 
 
 def build_step(config: str | None = None) -> str:
