@@ -233,7 +233,6 @@ def _predict_on_ray(
     model = ray_engine.ModelChoice(
         model=choice.model,
         pretrained=choice.pretrained,
-        weights_dir=str(settings.weights_dir),
         device=args.device or settings.device,
         precision=args.precision or settings.cpu_precision,
     )

@@ -52,7 +52,6 @@ class ModelChoice:
 
     model: str
     pretrained: str
-    weights_dir: str
     device: str
     precision: str
 
@@ -207,7 +206,7 @@ def input_spec(model: ModelChoice) -> InputSpec:
 
     from clip_age import weights
 
-    located = weights.locate(model.model, model.pretrained, Path(model.weights_dir))
+    located = weights.locate(model.model, model.pretrained)
     options = {key: value for key, value in located.options.items() if value is not None}
     # The estimator's own call (weights.create), on the meta device and without weights: it
     # costs nothing, and the tag's preprocessing options apply as they do there.
@@ -336,7 +335,6 @@ class AgeModel:
         self.estimator = AgeEstimator(
             model.model,
             model.pretrained,
-            weights_dir=Path(model.weights_dir),
             device=model.device,
             cpu_precision=model.precision,
         )

@@ -301,7 +301,7 @@ def test_the_decode_tasks_prepare_photos_for_the_models_own_input(estimator, tin
     pytest.importorskip("ray", reason=INSTALL_HINT)
     from clip_age.ray_engine import ModelChoice, input_spec
 
-    choice = ModelChoice(f"local-dir:{tiny_model_dir}", "", "/weights", "cpu", "fp32")
+    choice = ModelChoice(f"local-dir:{tiny_model_dir}", "", "cpu", "fp32")
     assert input_spec(choice) == estimator.input_spec
 
 

@@ -285,7 +285,7 @@ class Bench:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         startup = time.perf_counter() - started
         precision = estimator.precision.name if self.device == "cpu" else "auto"
-        model = ray_engine.ModelChoice(spec, "", str(Settings().weights_dir), self.device, precision)
+        model = ray_engine.ModelChoice(spec, "", self.device, precision)
         seconds = {}
         try:
             for photos, sources in ((len(files) // 2, [str(folder / "part0")]), (len(files), [str(folder)])):
