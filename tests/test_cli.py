@@ -4,14 +4,12 @@ one-line message with exit status 2 for every mistake, before the model loads.""
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import clip_age
@@ -273,11 +271,3 @@ def test_decode_workers_start_clean_after_the_caller_has_run_threads(model, tmp_
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
-
-
-def test_decoding_runs_beside_the_model_only_when_the_model_is_on_a_gpu():
-    """On a CPU, decode workers beside torch's threads halved bulk throughput (BENCHMARKS.md)."""
-    from clip_age import bulk_loader
-
-    assert bulk_loader.default_workers(torch.device("cpu")) == 0
-    assert bulk_loader.default_workers(torch.device("cuda")) == min(16, os.cpu_count() or 1)
