@@ -127,8 +127,9 @@ def test_the_api_raises_the_decode_failure(model, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_two_bombs_finish_within_the_default_deadline(model, tmp_path):
-    """Default settings, the real command: a 124-byte BMP that takes 24-47 s and a 783 KB TIFF
-    that takes 825 MB in process finish together with error rows, well inside 25 s."""
+    """Default settings, the real command: a 124-byte BMP that takes 24-47 s in process ends at
+    the deadline with an error row, and a 783 KB TIFF whose tile takes 825 MB in process (under
+    the workers' 1.5 GB cap: answered there, or refused from its header) does not hold it up."""
     (tmp_path / "a.bmp").write_bytes(bmp_rle8_bomb())
     (tmp_path / "b.tif").write_bytes(hostile.tiff_flat(64, 64, "RGB8", tile=(16384, 16384)))
     started = time.perf_counter()
@@ -140,5 +141,6 @@ def test_two_bombs_finish_within_the_default_deadline(model, tmp_path):
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 1, done.stderr
     assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["a.bmp", "b.tif"]
-    assert all("error" in row for row in rows), rows
+    assert rows[0]["error"].startswith("Decoding the photo took longer than 10 s"), rows
+    print(f"\nclip-age predict, a 124-byte RLE BMP and a 783 KB tiled TIFF: {elapsed:.1f} s; {rows[1]}")
     assert elapsed < 25
