@@ -68,23 +68,39 @@ def predict(
 
     With faces=True each face found gets its own ages (largest first) and the answer's own
     ages are the largest face's; without faces, or when none is found, the whole photo's.
-    A photo that cannot be read raises clip_age.images.InvalidImage, saying why.
+    Paths and bytes are decoded in worker processes with the HTTP server's limits (the MAX_*
+    and DECODE_* settings): a photo that cannot be used raises clip_age.images.InvalidImage, or
+    clip_age.decode_pool.DecodeFailed when decoding it overran DECODE_TIMEOUT_S or
+    DECODE_MEMORY_MB, saying why. A PIL image is already decoded and is prepared here.
     """
     import numpy as np
+    from PIL import Image
 
-    from clip_age import pipeline
+    from clip_age import bulk_loader, pipeline
+    from clip_age.batch_split import split_batch
     from clip_age.faces import FaceDetector
     from clip_age.options import face_request
     from clip_age.settings import Settings
 
     request = face_request(min_face_size, max_faces)
-    detector = FaceDetector(Settings.from_env().face_detector_model) if faces else None
-    prepared = [pipeline.prepare(photo, estimator.input_spec, detector, request) for photo in photos]
+    settings = Settings.from_env()
+    # An unusable detector file fails here, in one sentence, not in every worker.
+    detector = FaceDetector(settings.face_detector_model) if faces else None
+    files = [photo for photo in photos if not isinstance(photo, Image.Image)]
+    search = bulk_loader.FaceSearch(settings.face_detector_model, request) if faces else None
+    decoded = iter(
+        bulk_loader.prepare_photos(files, estimator.input_spec, estimator.device, search, settings)
+        if files
+        else []
+    )
+    prepared = [
+        pipeline.prepare(photo, estimator.input_spec, detector, request, settings.decode_limits)
+        if isinstance(photo, Image.Image)
+        else next(decoded)
+        for photo in photos
+    ]
     if not prepared:
         return []
     distributions = estimator.predict_pixels(np.concatenate([one.pixels for one in prepared]))
-    answers, start = [], 0
-    for one in prepared:
-        answers.append(pipeline.photo_age(one.faces, distributions[start : start + len(one.pixels)]))
-        start += len(one.pixels)
-    return answers
+    split = split_batch(distributions, [len(one.pixels) for one in prepared])
+    return [pipeline.photo_age(one.faces, rows) for one, rows in zip(prepared, split, strict=True)]

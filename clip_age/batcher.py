@@ -9,6 +9,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from clip_age.batch_split import split_batch
+
 Result = TypeVar("Result")
 _STOP = object()
 
@@ -91,13 +93,11 @@ class MicroBatcher(Generic[Result]):
             return
         try:
             results = self._predict_rows(np.concatenate([request.rows for request in batch]))
+            split = split_batch(results, [len(request.rows) for request in batch])
         # Whatever broke the forward pass is each waiting request's answer; the worker lives on.
         except Exception as error:
             for request in batch:
                 request.future.set_exception(error)
             return
-        start = 0
-        for request in batch:
-            end = start + len(request.rows)
-            request.future.set_result(Batched(list(results[start:end]), len(results)))
-            start = end
+        for request, own in zip(batch, split, strict=True):
+            request.future.set_result(Batched(own, len(results)))

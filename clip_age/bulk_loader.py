@@ -1,21 +1,31 @@
-"""Load many photo files for the model: parallel decode workers, batches of model inputs in order."""
+"""Decode many photos for the model in the server's decode workers: the same header checks,
+limits, deadline and memory cap as an upload (see decode_pool.py), for the clip-age command and
+the Python API, where untrusted files arrive too.
 
-import multiprocessing
+The pool is asynchronous; here it runs on an event loop of its own thread, and callers get
+ordinary results in input order.
+"""
+
+import asyncio
+import dataclasses
 import os
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from clip_age import pipeline
-from clip_age.faces import Face, FaceDetector
+from clip_age.decode_pool import DecodeFailed, DecodePool
+from clip_age.faces import Face
 from clip_age.images import InvalidImage
 from clip_age.options import FaceRequest
+from clip_age.pipeline import Prepared
 from clip_age.preprocess import InputSpec
+from clip_age.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,89 +47,131 @@ class FaceSearch:
     request: FaceRequest = FaceRequest()
 
 
-class _Photos(Dataset):
-    def __init__(self, paths: Sequence[str], spec: InputSpec, faces: FaceSearch | None) -> None:
-        self.paths, self.spec, self.faces = list(paths), spec, faces
-        self._detector: FaceDetector | None = None
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray | None, Item]:
-        path = self.paths[index]
-        try:
-            if self.faces is None:
-                prepared = pipeline.prepare(path, self.spec)
-            else:
-                prepared = pipeline.prepare(path, self.spec, self._face_detector(), self.faces.request)
-        except InvalidImage as error:
-            return None, Item(index, path, error=str(error))
-        return prepared.pixels, Item(index, path, len(prepared.pixels), tuple(prepared.faces))
-
-    def _face_detector(self) -> FaceDetector:
-        # Made inside each worker process: OpenCV's network is not shared across a fork.
-        if self._detector is None:
-            self._detector = FaceDetector(self.faces.detector_model)
-        return self._detector
-
-
-def _collate(samples: list[tuple[np.ndarray | None, Item]]) -> tuple[torch.Tensor, list[Item]]:
-    rows = [pixels for pixels, _ in samples if pixels is not None]
-    pixels = torch.from_numpy(np.concatenate(rows)) if rows else torch.empty(0, dtype=torch.uint8)
-    return pixels, [item for _, item in samples]
-
-
-def _clean_processes() -> multiprocessing.context.BaseContext:
-    """Workers forked from a forkserver that only imported this module, not from the caller:
-    forking a process whose model or face detector has started threads leaves locks held in
-    the child (seen: decode workers stuck for good after a face-detection run)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["clip_age.bulk_loader"])
-    return context
-
-
-def _one_thread_each(_: int) -> None:
-    """Each decode process computes on one core (torch sets its own threads to one in a
-    DataLoader worker; OpenCV would start one per core): the processes are the parallelism."""
-    cv2.setNumThreads(1)
-
-
-def default_workers(model_device: torch.device) -> int:
-    """Decode processes beside the model: one per core (up to 16) when CLIP runs on a GPU, none
-    when it runs on the CPU.
+def decodes_ahead(model_device: torch.device) -> bool:
+    """Whether photos decode while the model runs: on a GPU, yes, so that it does not wait for the
+    CPU; on a CPU, no.
 
     On a CPU, torch's threads already use every core, and decoders running beside them stall its
     parallel regions: on 2 cores with ViT-B-32 in bf16, 256 px faces went from 33.5 to 17.7
-    photos/s with 2 decode workers, 4032x3024 JPEGs from 17.4 to 10.0. Decoding between batches
-    in the calling process is faster there. On a GPU the cores are free to decode ahead.
+    photos/s with 2 decode workers beside the model, 4032x3024 JPEGs from 17.4 to 10.0. There the
+    workers decode a batch while the model waits, and the model runs while they wait.
     """
-    return min(16, os.cpu_count() or 1) if model_device.type == "cuda" else 0
+    return model_device.type == "cuda"
 
 
-def batches(
-    paths: Sequence[str],
+class BulkDecoder:
+    """Decode workers for one run of many photos; close() (or a with block) stops them."""
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        model_device: torch.device,
+        workers: int | None = None,
+        faces: FaceSearch | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = Settings.from_env() if settings is None else settings
+        limits = settings.pool_limits
+        if workers is not None:
+            if workers < 1:
+                raise ValueError(f"Decoding needs at least one worker; got {workers}.")
+            limits = dataclasses.replace(limits, workers=workers)
+        self._ahead = decodes_ahead(model_device)
+        self._pin = model_device.type == "cuda"
+        self._faces = None if faces is None else faces.request
+        detector = None if faces is None else faces.detector_model
+        self._pool = DecodePool(spec, detector, settings.decode_limits, limits)
+        # Never more jobs in flight than workers: a job never waits in the pool for a worker, so
+        # its whole deadline is its decode's.
+        self._slots = asyncio.Semaphore(limits.workers)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bulk-decode", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> "BulkDecoder":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def batches(self, paths: Sequence[str], batch_size: int) -> Iterator[tuple[torch.Tensor, list[Item]]]:
+        """Batches of (uint8 pixels (rows, size, size, 3), the items those rows belong to, in order).
+
+        The next batch decodes while the caller uses this one only when decodes_ahead; otherwise
+        it starts when the caller asks for it.
+        """
+        submitted = self._submit(paths[:batch_size])
+        for start in range(0, len(paths), batch_size):
+            current = submitted
+            following = paths[start + batch_size : start + 2 * batch_size]
+            if self._ahead and following:
+                submitted = self._submit(following)
+            yield self._batch(start, paths[start : start + batch_size], current)
+            if not self._ahead and following:
+                submitted = self._submit(following)
+
+    def prepare(self, sources: Sequence[str]) -> list[Prepared]:
+        """Every file's rows, in order; the first file that cannot be used raises InvalidImage
+        (or DecodeFailed: past the deadline or the memory cap)."""
+        answers = [future.result() for future in self._submit(sources)]
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return answers
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def _submit(self, sources: Sequence[str]) -> list[Future]:
+        return [asyncio.run_coroutine_threadsafe(self._one(source), self._loop) for source in sources]
+
+    async def _one(self, source: str) -> Prepared | InvalidImage | DecodeFailed:
+        async with self._slots:
+            try:
+                return await self._pool.prepare(source, self._faces)
+            except (InvalidImage, DecodeFailed) as refusal:
+                return refusal
+
+    async def _close(self) -> None:
+        self._pool.close()
+
+    def _batch(
+        self, start: int, paths: Sequence[str], futures: list[Future]
+    ) -> tuple[torch.Tensor, list[Item]]:
+        items, rows = [], []
+        for index, (path, future) in enumerate(zip(paths, futures, strict=True), start):
+            answer = future.result()
+            if isinstance(answer, Exception):
+                items.append(Item(index, path, error=str(answer)))
+                continue
+            items.append(Item(index, path, len(answer.pixels), tuple(answer.faces)))
+            rows.append(answer.pixels)
+        pixels = torch.from_numpy(np.concatenate(rows)) if rows else torch.empty(0, dtype=torch.uint8)
+        return (pixels.pin_memory() if self._pin and rows else pixels), items
+
+
+def prepare_photos(
+    photos: Sequence[str | os.PathLike | bytes],
     spec: InputSpec,
     model_device: torch.device,
-    batch_size: int = 64,
-    workers: int | None = None,
     faces: FaceSearch | None = None,
-) -> Iterator[tuple[torch.Tensor, list[Item]]]:
-    """Batches of (uint8 pixels (rows, size, size, 3), the items those rows belong to, in order).
-
-    Decoding runs in `workers` processes (default: default_workers), ahead of the consumer, so
-    a GPU does not wait for the CPU; for CUDA the batches arrive in pinned memory for a fast copy.
-    """
-    if faces is not None:
-        FaceDetector(faces.detector_model)  # a missing model fails here, not once per file
-    workers = default_workers(model_device) if workers is None else workers
-    loader = DataLoader(
-        _Photos(paths, spec, faces),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=model_device.type == "cuda",
-        prefetch_factor=4 if workers else None,
-        worker_init_fn=_one_thread_each,
-        multiprocessing_context=_clean_processes() if workers else None,
-    )
-    yield from loader
+    settings: Settings | None = None,
+) -> list[Prepared]:
+    """Rows for each photo (a path or a file's bytes), decoded in workers as an upload would be;
+    raises InvalidImage or DecodeFailed for the first photo that cannot be used."""
+    settings = Settings.from_env() if settings is None else settings
+    with tempfile.TemporaryDirectory(prefix="clip-age-") as folder:
+        paths = []
+        for index, photo in enumerate(photos):
+            if isinstance(photo, bytes):
+                # Workers read files, as they do a server's uploads.
+                path = Path(folder) / f"photo{index}"
+                path.write_bytes(photo)
+                photo = path
+            paths.append(os.fspath(photo))
+        workers = min(settings.pool_limits.workers, len(paths))
+        with BulkDecoder(spec, model_device, workers, faces, settings) as decoder:
+            return decoder.prepare(paths)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from clip_age import model_choice, options
+from clip_age.safe_text import printable
 from clip_age.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ IMAGE_SUFFIXES = (
     ".heif",
     ".avif",
 )
-WORKERS_RANGE = (0, 64)
+WORKERS_RANGE = (1, 64)
 BATCH_SIZE_RANGE = (1, 4096)
 DRAW_SIDE = 2048  # --draw writes photos at most this many pixels on their longer side
 
@@ -88,9 +89,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         if _users_mistake(error):
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {printable(str(error))}", file=sys.stderr)
             return 2
-        reason = (str(error).strip().splitlines() or [""])[0]
+        reason = printable((str(error).strip().splitlines() or [""])[0])
         print(
             f"error: clip-age stopped on an unexpected problem ({type(error).__name__}"
             f"{': ' + reason if reason else ''}). Run the command again with --debug to see where.",
@@ -105,35 +106,43 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
     from tqdm import tqdm
 
     from clip_age import bulk_loader, pipeline
-    from clip_age.outputs import AnswerWriter, save_drawing
+    from clip_age.batch_split import split_batch
+    from clip_age.outputs import AnswerWriter, Drawings
+    from clip_age.settings import Settings
 
+    settings = Settings.from_env()
     writer = AnswerWriter(out, request.as_csv, request.probabilities, request.faces is not None)
     search = None if request.faces is None else bulk_loader.FaceSearch(request.detector, request.faces)
+    drawings = None
+    if request.draw is not None:
+        drawings = Drawings(request.draw, request.faces is not None, DRAW_SIDE, settings.decode_limits)
     counts = {"predicted": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(request.files), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty())
-    batches = bulk_loader.batches(
-        request.files, estimator.input_spec, estimator.device, request.batch_size, request.workers, search
+    decoder = bulk_loader.BulkDecoder(
+        estimator.input_spec, estimator.device, request.workers, search, settings
     )
-    with bar:
-        for pixels, items in batches:
+    with bar, decoder:
+        for pixels, items in decoder.batches(request.files, request.batch_size):
             results = estimator.predict_pixels(pixels) if len(pixels) else []
-            start = 0
-            for item in items:
+            for item, rows in zip(items, split_batch(results, [item.rows for item in items]), strict=True):
                 bar.update(1)
                 if item.error is not None:
                     counts["failed"] += 1
                     writer.error(item.path, item.error)
                     continue
-                answer = pipeline.photo_age(list(item.faces), results[start : start + item.rows])
-                start += item.rows
+                answer = pipeline.photo_age(list(item.faces), rows)
                 if request.require_face and not answer.faces:
                     counts["skipped"] += 1
                     continue
+                problem = None
+                if drawings is not None:
+                    problem = drawings.save(item.path, request.names[item.index], answer)
+                if problem is not None:
+                    counts["failed"] += 1
+                    writer.error(item.path, problem)
+                    continue
                 counts["predicted"] += 1
                 writer.answer(item.path, answer)
-                if request.draw is not None:
-                    target = request.draw / request.names[item.index]
-                    save_drawing(item.path, answer, request.faces is not None, target, DRAW_SIDE)
     skipped = f", {counts['skipped']} skipped (no face)" if request.require_face else ""
     print(f"{_photos(counts['predicted'])} predicted{skipped}, {counts['failed']} failed", file=sys.stderr)
     return 1 if counts["failed"] else 0
@@ -523,7 +532,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument(
             "--workers",
-            help="decode processes beside the model (0 to 64; default: none when CLIP runs on the CPU, one per core up to 16 on a GPU)",
+            help="decode processes (1 to 64; default: DECODE_WORKERS, else one per core up to 8); with CLIP on a CPU they decode while the model waits",
         )
         command.add_argument(
             "--offline",

@@ -1,4 +1,8 @@
-"""How `clip-age predict` writes its answers: JSON lines or CSV, one row per face."""
+"""How `clip-age predict` writes its answers: JSON lines or CSV, one row per face, and drawings.
+
+CSV text cells (path, note, error) are shown safe for a spreadsheet and a terminal
+(safe_text.spreadsheet_cell); the numbers are written as they are.
+"""
 
 import csv
 import json
@@ -9,13 +13,16 @@ from typing import Any, TextIO
 from PIL import Image
 
 from clip_age import pipeline
+from clip_age.limits import DecodeLimits
 from clip_age.results import PhotoAge
+from clip_age.safe_text import printable, spreadsheet_cell
 
 NO_FACE = "no face found: the ages are the whole photo's"
 CSV_COLUMNS = [
     "path", "face", "x", "y", "width", "height", "score",
     "age", "expected_age", "age_low", "age_high", "note", "error",
 ]  # fmt: skip
+TEXT_COLUMNS = ("path", "note", "error")
 
 
 class AnswerWriter:
@@ -37,39 +44,77 @@ class AnswerWriter:
                 record["note"] = NO_FACE
             self._out.write(json.dumps(record) + "\n")
         elif not answer.faces:
-            self._csv.writerow(
-                {"path": path, **pipeline.ages_json(answer.ages), "note": NO_FACE if no_face else ""}
-            )
+            self._row({"path": path, **pipeline.ages_json(answer.ages), "note": NO_FACE if no_face else ""})
         else:
             for index, face in enumerate(answer.faces):
                 x, y, width, height = face.box
                 box = {"x": x, "y": y, "width": width, "height": height, "score": round(face.score, 4)}
-                self._csv.writerow({"path": path, "face": index, **box, **pipeline.ages_json(face.ages)})
+                self._row({"path": path, "face": index, **box, **pipeline.ages_json(face.ages)})
 
     def error(self, path: str, message: str) -> None:
         if self._csv is None:
             self._out.write(json.dumps({"path": path, "error": message}) + "\n")
         else:
-            self._csv.writerow({"path": path, "error": message})
+            self._row({"path": path, "error": message})
+
+    def _row(self, row: dict[str, Any]) -> None:
+        self._csv.writerow(
+            {name: spreadsheet_cell(value) if name in TEXT_COLUMNS else value for name, value in row.items()}
+        )
 
 
-def save_drawing(path: str, answer: PhotoAge, faces_searched: bool, target: Path, max_side: int) -> Path:
+class Drawings:
+    """--draw: each photo with its answer drawn, below one folder as the inputs are laid out.
+
+    A drawing is named after its photo, source extension kept (same.png -> same.png.jpg, beside
+    same.jpg), so that two photos never share a drawing; a name that cannot be written is that
+    photo's error, and the run goes on.
+    """
+
+    def __init__(self, folder: Path, faces_searched: bool, max_side: int, limits: DecodeLimits) -> None:
+        self._folder, self._faces_searched = folder, faces_searched
+        self._max_side, self._limits = max_side, limits
+        self._drawn: dict[Path, str] = {}  # drawing -> the photo it shows
+
+    def save(self, path: str, name: str, answer: PhotoAge) -> str | None:
+        """Draw the photo at path (found as name below its folder); None, or why it was not drawn."""
+        target = self._folder / drawing_name(name)
+        if target in self._drawn:
+            return (
+                f"Not drawn: its drawing {printable(str(target))} would replace the one of "
+                f"{printable(self._drawn[target])}. Draw photos of the same name in separate runs."
+            )
+        try:
+            save_drawing(path, answer, self._faces_searched, target, self._max_side, self._limits)
+        except OSError as error:
+            return f"Not drawn: {printable(str(target))} cannot be written ({error.strerror or error})."
+        self._drawn[target] = path
+        return None
+
+
+def drawing_name(name: str) -> str:
+    """A drawing's file name: a JPEG's own, any other photo's with .jpg added after its extension."""
+    return name if Path(name).suffix.lower() in (".jpg", ".jpeg") else name + ".jpg"
+
+
+def save_drawing(
+    path: str, answer: PhotoAge, faces_searched: bool, target: Path, max_side: int, limits: DecodeLimits
+) -> None:
     """The photo with its boxes and ages drawn on it, at most max_side pixels on its longer
-    side, as a JPEG at target (its suffix made .jpg)."""
+    side, as a JPEG at target. The photo was decoded within limits by a worker already."""
     from clip_age.drawing import draw_answer
     from clip_age.images import load_image
 
-    image = load_image(path)
+    image = load_image(path, limits=limits)
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
         image = image.resize(
             (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
         )
         answer = replace(answer, faces=[replace(face, box=_scaled(face.box, scale)) for face in answer.faces])
-    target = target.with_suffix(".jpg") if target.suffix.lower() not in (".jpg", ".jpeg") else target
     target.parent.mkdir(parents=True, exist_ok=True)
-    draw_answer(image, answer, faces_searched).save(target, quality=90)
-    return target
+    # The format named, not read from the name: Pillow sees no extension in a name like "..jpg".
+    draw_answer(image, answer, faces_searched).save(target, "JPEG", quality=90)
 
 
 def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:

@@ -53,9 +53,12 @@ def prepare(
 def photo_age(faces: list[Face], distributions: list[AgeDistribution]) -> PhotoAge:
     """One photo's answer from the distributions of its prepared rows: the largest face's (or the
     whole photo's) ages, and every face."""
+    if not faces:
+        [whole_photo] = distributions  # no face: the one row is the whole photo
+        return PhotoAge(ages=whole_photo, faces=[])
     return PhotoAge(
         ages=distributions[0],
-        faces=[FaceAge(face.box, face.score, ages) for face, ages in zip(faces, distributions)],
+        faces=[FaceAge(face.box, face.score, ages) for face, ages in zip(faces, distributions, strict=True)],
     )
 
 

@@ -101,8 +101,8 @@ MUTATIONS = [
     ),
     Mutation(
         "batch-order", "batch results returned in the wrong order", "clip_age/batcher.py",
-        "request.future.set_result(Batched(list(results[start:end]), len(results)))",
-        "request.future.set_result(Batched(list(results[::-1][start:end]), len(results)))",
+        "split = split_batch(results, [len(request.rows) for request in batch])",
+        "split = split_batch(results[::-1], [len(request.rows) for request in batch])",
         ("tests/test_batcher.py",),
     ),
     Mutation(
@@ -153,6 +153,28 @@ MUTATIONS = [
         "detector-unchecked", "the face detector saved without its sha256 check", "clip_age/detector_file.py",
         "    if digest != SHA256:", "    if False:",
         ("tests/test_detector_file.py",),
+    ),
+    Mutation(
+        "failed-file-offset", "a failed file advances the batch offset", "clip_age/batch_split.py",
+        "ends = list(accumulate(rows))",
+        "ends = list(accumulate(max(count, 1) for count in rows))",
+        ("tests/test_batch_split.py::test_an_unreadable_file_mid_folder_leaves_every_other_line_as_its_photo_alone",),
+    ),
+    Mutation(
+        "cli-default-limits", "the command ignores the MAX_* and DECODE_* settings", "clip_age/cli.py",
+        "    settings = Settings.from_env()\n    writer = AnswerWriter(",
+        "    settings = Settings()\n    writer = AnswerWriter(",
+        ("tests/test_cli_bounds.py",),
+    ),
+    Mutation(
+        "decode-beside-cpu-model", "photos decode while a CPU model runs", "clip_age/bulk_loader.py",
+        'return model_device.type == "cuda"', "return True",
+        ("tests/test_cli_bounds.py::test_with_clip_on_a_cpu_photos_decode_only_while_the_model_waits",),
+    ),
+    Mutation(
+        "csv-formulas", "CSV cells a spreadsheet would run are written as they are", "clip_age/safe_text.py",
+        """return "'" + shown if text.startswith(FORMULA_STARTS) else shown""", "return shown",
+        ("tests/test_safe_outputs.py",),
     ),
 ]  # fmt: skip
 

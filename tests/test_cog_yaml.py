@@ -145,4 +145,4 @@ def test_descriptions_are_plain_literals_for_the_static_parser():
         if token.type
         not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
     ]
-    assert all(not (a == b == tokenize.STRING) for a, b in zip(kinds, kinds[1:]))
+    assert all(not (a == b == tokenize.STRING) for a, b in zip(kinds, kinds[1:], strict=False))

@@ -49,11 +49,11 @@ def test_oracle_labels_give_an_exactly_known_mae(estimator, photos, tmp_path):
     offsets = [(-1) ** i * (i % 7) for i in range(COUNT)]  # true = predicted - offset
     rows = ["path,age,group"] + [
         f"{path.name},{p.age - offset},{'even' if i % 2 == 0 else 'odd'}"
-        for i, (path, p, offset) in enumerate(zip(paths, predicted, offsets))
+        for i, (path, p, offset) in enumerate(zip(paths, predicted, offsets, strict=True))
     ]
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
 
-    report = evaluate.run(estimator, load_dataset(folder / "labels.csv"), tmp_path, workers=0)
+    report = evaluate.run(estimator, load_dataset(folder / "labels.csv"), tmp_path, workers=1)
 
     assert report["n"] == COUNT
     assert report["argmax"]["mae"] == pytest.approx(np.mean(np.abs(offsets)))
@@ -65,7 +65,7 @@ def test_oracle_labels_give_an_exactly_known_mae(estimator, photos, tmp_path):
         "mae": pytest.approx(np.mean(even)),
         "bias": pytest.approx(np.mean(offsets[::2])),
     }
-    expected_error = [p.expected_age - (p.age - o) for p, o in zip(predicted, offsets)]
+    expected_error = [p.expected_age - (p.age - o) for p, o in zip(predicted, offsets, strict=True)]
     assert report["expected"]["mae"] == pytest.approx(np.mean(np.abs(expected_error)), abs=1e-3)
 
 
@@ -190,7 +190,7 @@ def test_label_files_with_named_columns_bad_labels_and_unreadable_photos(estimat
     out = tmp_path / "out"
 
     dataset = load_dataset(label_file, path_column="picture", age_column="years")
-    report = evaluate.run(estimator, dataset, out, workers=0)
+    report = evaluate.run(estimator, dataset, out, workers=1)
 
     assert report["n"] == 6
     assert report["bad_labels"] == {
@@ -296,11 +296,13 @@ def test_fairface_bins(estimator, photos, tmp_path):
     bins = ["more than 70", "3-9", "10-19", "0-2", "3-9", "20-29"]
     (tmp_path / "fairface.csv").write_text(
         "file,age,race\n"
-        + "".join(f"{p},{b},{'x' if i % 2 else 'y'}\n" for i, (p, b) in enumerate(zip(paths, bins)))
+        + "".join(
+            f"{p},{b},{'x' if i % 2 else 'y'}\n" for i, (p, b) in enumerate(zip(paths, bins, strict=False))
+        )
     )
     out = tmp_path / "out"
 
-    report = evaluate.run(estimator, load_dataset(tmp_path / "fairface.csv"), out, workers=0)
+    report = evaluate.run(estimator, load_dataset(tmp_path / "fairface.csv"), out, workers=1)
 
     assert report["labels"] == "bins"
     assert report["argmax"]["mae"] == report["argmax"]["interval_mae"]
@@ -316,7 +318,7 @@ def test_fairface_bins(estimator, photos, tmp_path):
 def test_with_no_usable_photo_the_report_still_says_why(estimator, tmp_path):
     bad = {f"/photos/{i:03d}.jpg": "age 'x' is neither a number nor a FairFace bin" for i in range(150)}
 
-    report = evaluate.run(estimator, Dataset([], bad), tmp_path, workers=0)
+    report = evaluate.run(estimator, Dataset([], bad), tmp_path, workers=1)
 
     assert report["n"] == 0 and len(report["bad_labels"]) == 150
     assert evaluate.table(report).splitlines()[0] == "n=0  unreadable=0  labels=age  bad_labels=150"

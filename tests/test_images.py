@@ -37,13 +37,13 @@ CARD = Image.fromarray(quadrants())
 
 
 def close(actual, expected, tolerance=40):
-    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
 def assert_upright_card(image: Image.Image, tolerance: int = 40) -> None:
     assert image.mode == "RGB"
     assert image.size == (WIDTH, HEIGHT)
-    for actual, expected in zip(quadrant_colours(image), [RED, GREEN, BLUE, YELLOW]):
+    for actual, expected in zip(quadrant_colours(image), [RED, GREEN, BLUE, YELLOW], strict=True):
         assert close(actual, expected, tolerance), (quadrant_colours(image), [RED, GREEN, BLUE, YELLOW])
 
 
@@ -85,7 +85,9 @@ def test_exif_orientation_is_applied_with_draft_decoding(orientation):
     image = load_image(jpeg_with_orientation(orientation), draft_side=16)
     # A 1/2 or 1/4 scale decode keeps the aspect and the colours in their places.
     assert image.width > image.height
-    assert [close(a, e) for a, e in zip(quadrant_colours(image), [RED, GREEN, BLUE, YELLOW])] == [True] * 4
+    assert [
+        close(a, e) for a, e in zip(quadrant_colours(image), [RED, GREEN, BLUE, YELLOW], strict=True)
+    ] == [True] * 4
 
 
 def test_cmyk_jpeg_becomes_rgb():

@@ -32,7 +32,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import bulk_loader, cli, compute, pipeline
+from clip_age import cli, compute, pipeline
 from clip_age.decode_pool import DecodePool
 from clip_age.dev.photos import phone_photo
 from clip_age.dev.tiny_models import build_random_model, build_tiny_model
@@ -244,17 +244,14 @@ class Bench:
             original.predict(path)
         before = len(files) / (time.perf_counter() - started)
         rows = [["original (one at a time)", "", rate(before), "1.0x"]]
-        best = self.precisions[-1]
-        runs = [(precision, self.args.workers) for precision in ours]
-        if self.device == "cpu" and self.args.workers is None:
-            runs.append((best, os.cpu_count() or 1))  # the threads rule: decoders beside torch
-        for precision, workers in runs:
+        for precision in ours:
+            workers = self.args.workers
             request = cli.PredictRequest(files, names, None, False, Path(), None, False, False, 64, workers)
             cli.predict(ours[precision], request, io.StringIO())  # warm-up
             started = time.perf_counter()
             cli.predict(ours[precision], request, io.StringIO())
             after = len(files) / (time.perf_counter() - started)
-            used = bulk_loader.default_workers(ours[precision].device) if workers is None else workers
+            used = Settings.from_env().pool_limits.workers if workers is None else workers
             rows.append([f"clip-age predict, {precision}", str(used), rate(after), f"{after / before:.1f}x"])
         self._table(
             f"Bulk, {len(files)} 256 px face JPEGs: {name} (batch 64)",

@@ -18,6 +18,9 @@ SIGMA_COLUMNS = ("std", "stdv", "apparent_age_std", "sigma")
 NOT_GROUPS = {"num_ratings", "real_age", "service_test"}
 # The oldest verified human lived to 122; a label above this is a typo (or months, or a year of birth).
 MAX_AGE = 120
+# A label cell (path, age, group) is a short text; Python's csv reader stops at this length, and
+# JSON cells are held to the same.
+MAX_CELL_CHARS = 131_072
 
 UTK_NAME = re.compile(r"^(\d+)_(\d)_(\d)_")
 UTK_GENDERS = {"0": "male", "1": "female"}
@@ -164,15 +167,47 @@ def _read_rows(label_file: Path) -> list[dict[str, Any]]:
     text = label_file.read_text(encoding="utf-8-sig")
     # By content, not by name: a CSV header never starts with [ or {; JSON and JSON lines do.
     if text.lstrip()[:1] in ("[", "{"):
-        return _json_rows(text, label_file)
-    return list(csv.DictReader(io.StringIO(text)))
+        rows = _json_rows(text, label_file)
+        _check_cells(rows, label_file)
+        return rows
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return list(reader)
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise DatasetError(_too_long(f"{label_file} line {reader.line_num}")) from None
+        raise DatasetError(f"{label_file} line {reader.line_num} is not valid CSV: {error}.") from None
+
+
+def _check_cells(rows: list[dict[str, Any]], label_file: Path) -> None:
+    for number, row in enumerate(rows, 1):
+        if any(len(cell) > MAX_CELL_CHARS for item in row.items() for cell in item if isinstance(cell, str)):
+            raise DatasetError(_too_long(f"{label_file} row {number}"))
+
+
+def _too_long(where: str) -> str:
+    return (
+        f"{where} has a cell longer than {MAX_CELL_CHARS:,} characters; label cells (paths, ages, "
+        "groups) must be shorter."
+    )
+
+
+def _parsed(text: str, label_file: Path) -> Any:
+    """json.loads, with nesting too deep for Python's parser as one sentence."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DatasetError(
+            f"{label_file} is JSON nested too deep to read; a label file is a list of flat objects, "
+            "one per image."
+        ) from None
 
 
 def _json_rows(text: str, label_file: Path) -> list[dict[str, Any]]:
     """A JSON document (a list of objects, an object with one list of objects, or one object),
     else JSON lines."""
     try:
-        document = json.loads(text)
+        document = _parsed(text, label_file)
     except json.JSONDecodeError:
         return [_json_line(line, number, label_file) for number, line in _lines(text)]
     if isinstance(document, dict):
@@ -194,7 +229,7 @@ def _lines(text: str) -> list[tuple[int, str]]:
 
 def _json_line(line: str, number: int, label_file: Path) -> dict[str, Any]:
     try:
-        row = json.loads(line)
+        row = _parsed(line, label_file)
     except json.JSONDecodeError as error:
         raise DatasetError(f"{label_file}:{number}: not JSON, nor a line of JSON lines: {error}.") from None
     if not isinstance(row, dict):

@@ -19,6 +19,7 @@ from clip_age.evaluation.datasets import Dataset, Sample
 from clip_age.evaluation.summary import ESTIMATES, natural_order
 from clip_age.evaluation.summary import table as table  # callers know it as evaluate.table
 from clip_age.results import AgeDistribution
+from clip_age.safe_text import spreadsheet_cell
 from prompts import TEMPLATES, check_template
 
 
@@ -121,18 +122,17 @@ def _embed(
     readable, parts = [], []
     unreadable: dict[str, str] = {}
     done = 0
-    for pixels, items in bulk_loader.batches(
-        paths, estimator.input_spec, estimator.device, batch_size, workers
-    ):
-        if len(pixels):
-            parts.append(estimator.encode_pixels(pixels))
-        for item in items:
-            if item.error is None:
-                readable.append(dataset.samples[item.index])
-            else:
-                unreadable[item.path] = item.error
-        done += len(items)
-        progress(done)
+    with bulk_loader.BulkDecoder(estimator.input_spec, estimator.device, workers) as decoder:
+        for pixels, items in decoder.batches(paths, batch_size):
+            if len(pixels):
+                parts.append(estimator.encode_pixels(pixels))
+            for item in items:
+                if item.error is None:
+                    readable.append(dataset.samples[item.index])
+                else:
+                    unreadable[item.path] = item.error
+            done += len(items)
+            progress(done)
     embeddings = torch.cat(parts) if parts else torch.empty(0)
     return readable, embeddings, unreadable
 
@@ -194,20 +194,19 @@ def _write_predictions(path: Path, predictions: Predictions) -> None:
     groups = sorted({name for s in predictions.samples for name in s.groups})
     with open(path, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(
-            ["path", "age", "pred_age", "pred_expected_age", "pred_age_low", "pred_age_high", *groups]
-        )
+        header = ["path", "age", "pred_age", "pred_expected_age", "pred_age_low", "pred_age_high", *groups]
+        writer.writerow([spreadsheet_cell(name) for name in header])
         for index, sample in enumerate(predictions.samples):
             label = sample.age_bin if sample.age is None else f"{sample.age:g}"
             writer.writerow(
                 [
-                    sample.path,
+                    spreadsheet_cell(sample.path),
                     label,
                     int(predictions.argmax[index]),
                     f"{predictions.expected[index]:.2f}",
                     int(predictions.low[index]),
                     int(predictions.high[index]),
-                    *(sample.groups.get(g, "") for g in groups),
+                    *(spreadsheet_cell(sample.groups.get(g, "")) for g in groups),
                 ]
             )
 

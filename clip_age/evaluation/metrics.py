@@ -62,10 +62,10 @@ def age_bin(age: float) -> str:
 def bin_metrics(true_bins: Sequence[str], predicted: Sequence[float]) -> dict[str, float]:
     """9-bin accuracy, and the MAE to the true bin's interval (0 inside it), since bins have no
     single true age."""
-    inside = [age_bin(age) == label for label, age in zip(true_bins, predicted)]
+    inside = [age_bin(age) == label for label, age in zip(true_bins, predicted, strict=True)]
     distances = [
         max(FAIRFACE_BINS[label][0] - age, age - FAIRFACE_BINS[label][1], 0.0)
-        for label, age in zip(true_bins, predicted)
+        for label, age in zip(true_bins, predicted, strict=True)
     ]
     return {"bin_accuracy": float(np.mean(inside)), "interval_mae": float(np.mean(distances))}
 

@@ -68,7 +68,7 @@ def _scatter(
     bins = " (bin centre)" if report["labels"] == "bins" else ""
     dense = len(true) > DENSITY_ABOVE
     cells = []
-    for axes, estimate in zip(panels, ESTIMATES):
+    for axes, estimate in zip(panels, ESTIMATES, strict=True):
         if dense:
             cells.append(
                 axes.hexbin(
@@ -102,7 +102,7 @@ def _mae_by_decade(plt: ModuleType, report: dict[str, Any]) -> "Figure":
     keys = list(report["argmax"]["by_decade"])  # in order of age
     positions = np.arange(len(keys))
     width = 0.4
-    for offset, estimate in zip((-width / 2, width / 2), ESTIMATES):
+    for offset, estimate in zip((-width / 2, width / 2), ESTIMATES, strict=True):
         entries = [report[estimate]["by_decade"][key] for key in keys]
         bars = axes.bar(
             positions + offset, [e["mae"] for e in entries], width, label=estimate, color=COLOURS[estimate]
@@ -124,7 +124,7 @@ def _error_histogram(
     figure, axes = plt.subplots(figsize=(10, 5), layout="constrained")
     errors = [predicted[estimate] - true for estimate in ESTIMATES]
     edges = np.histogram_bin_edges(np.concatenate(errors), bins=40)
-    for error, estimate in zip(errors, ESTIMATES):
+    for error, estimate in zip(errors, ESTIMATES, strict=True):
         axes.hist(error, bins=edges, histtype="step", linewidth=1.5, label=estimate, color=COLOURS[estimate])
     axes.axvline(0, color="black", linewidth=1)
     # The axis counts photos: on a small set matplotlib would otherwise put ticks at 0.5, 1.5, ...
