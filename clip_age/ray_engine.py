@@ -32,6 +32,7 @@ import ray
 import ray.data
 
 from clip_age import pipeline
+from clip_age.batch_split import split_batch
 from clip_age.cli import PredictRequest
 from clip_age.faces import Face, FaceDetector
 from clip_age.images import InvalidImage
@@ -355,14 +356,21 @@ class AgeModel:
             np.frombuffer(r["pixels"], np.uint8).reshape(-1, *shape) for r in records if r["error"] is None
         ]
         results = self.estimator.predict_pixels(np.concatenate(pixels)) if pixels else []
-        rows, start = [], 0
-        for record in records:
+        faces = [
+            [Face(tuple(box), score) for box, score in zip(r["boxes"], r["scores"], strict=True)]
+            if r["error"] is None
+            else []
+            for r in records
+        ]
+        counts = [
+            0 if r["error"] is not None else max(1, len(found))
+            for r, found in zip(records, faces, strict=True)
+        ]
+        rows = []
+        for record, found, distributions in zip(records, faces, split_batch(results, counts), strict=True):
             row = {"path": record["path"], "error": record["error"], "faces": [], "no_face": False}
             if record["error"] is None:
-                faces = [Face(tuple(box), score) for box, score in zip(record["boxes"], record["scores"])]
-                count = max(1, len(faces))
-                answer = pipeline.photo_age(faces, results[start : start + count])
-                start += count
+                answer = pipeline.photo_age(found, distributions)
                 row.update(pipeline.to_json(answer, self.probabilities))
                 row["no_face"] = self.require_face and not answer.faces
             rows.append(row)

@@ -134,7 +134,7 @@ def _listing(source: str) -> Iterator[PhotoFile]:
         table.column(SIZE_COLUMN).to_pylist() if SIZE_COLUMN in table.column_names else [None] * len(paths)
     )
     folder = source.rsplit("/", 1)[0] if "/" in source else "."
-    for path, size in zip(paths, sizes):
+    for path, size in zip(paths, sizes, strict=True):
         if path is None or not str(path).strip():
             continue
         path = str(path)
