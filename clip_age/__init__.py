@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from clip_age.options import DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SIZE
 from clip_age.results import AgeDistribution, FaceAge, PhotoAge
 
 if TYPE_CHECKING:
@@ -22,7 +23,21 @@ if TYPE_CHECKING:
 
     from clip_age.estimator import AgeEstimator
 
-__all__ = ["AgeDistribution", "FaceAge", "PhotoAge", "load", "predict"]
+__all__ = ["AgeDistribution", "DecodeFailed", "FaceAge", "InvalidImage", "PhotoAge", "load", "predict"]
+
+
+def __getattr__(name: str) -> type:
+    """The two errors predict() raises, imported when first asked for: their modules bring in
+    the image decoders, which `import clip_age` alone does not need."""
+    if name == "InvalidImage":
+        from clip_age.images import InvalidImage
+
+        return InvalidImage
+    if name == "DecodeFailed":
+        from clip_age.decode_pool import DecodeFailed
+
+        return DecodeFailed
+    raise AttributeError(f"module 'clip_age' has no attribute {name!r}")
 
 
 def load(
@@ -61,17 +76,17 @@ def predict(
     photos: Sequence[str | os.PathLike | bytes | Image.Image],
     *,
     faces: bool = False,
-    min_face_size: int = 32,
-    max_faces: int = 10,
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+    max_faces: int = DEFAULT_MAX_FACES,
 ) -> list[PhotoAge]:
     """One answer per photo (a path, the file's bytes or a PIL image), in order, in one batch.
 
     With faces=True each face found gets its own ages (largest first) and the answer's own
     ages are the largest face's; without faces, or when none is found, the whole photo's.
     Paths and bytes are decoded in worker processes with the HTTP server's limits (the MAX_*
-    and DECODE_* settings): a photo that cannot be used raises clip_age.images.InvalidImage, or
-    clip_age.decode_pool.DecodeFailed when decoding it overran DECODE_TIMEOUT_S or
-    DECODE_MEMORY_MB, saying why. A PIL image is already decoded and is prepared here.
+    and DECODE_* settings): a photo that cannot be used raises clip_age.InvalidImage, or
+    clip_age.DecodeFailed when decoding it overran DECODE_TIMEOUT_S or DECODE_MEMORY_MB,
+    saying why. A PIL image is already decoded and is prepared here.
     """
     import numpy as np
     from PIL import Image
