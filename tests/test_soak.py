@@ -116,7 +116,8 @@ def test_soak_mixed_good_and_bad_requests_from_concurrent_clients(tiny_model_dir
             assert "Traceback" not in prediction["error"]
     batch_sizes = [p["metrics"]["batch_size"] for _, m, p, _ in answers if m is None]
     assert min(batch_sizes) >= 1 and max(batch_sizes) > 1  # concurrent requests shared batches
-    assert health_seen and set(health_seen) == {"READY"}
+    # BUSY: every slot taken (more clients than slots), which is what 409s are for; never unhealthy.
+    assert health_seen and set(health_seen) <= {"READY", "BUSY"}
     assert final_health == "READY"
     assert cancelled == 200
     growth = rss_after_soak / rss_after_warm_up - 1
