@@ -54,6 +54,8 @@ def load(
         templates=TEMPLATES if templates is None else templates,
         device=settings.device if device is None else device,
         cpu_precision=settings.cpu_precision if cpu_precision is None else cpu_precision,
+        cpu_runtime_setting=settings.cpu_runtime,
+        export_dir=settings.export_dir,
     )
 
 

@@ -13,6 +13,11 @@ DEFAULT_WEIGHTS_DIR = Path("/weights")
 DEFAULT_FACE_DETECTOR = Path(__file__).resolve().parent / "models" / "face_detection_yunet_2026may.onnx"
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")
+CPU_RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+# The image tower's exports, beside the Hugging Face and open_clip download caches.
+DEFAULT_EXPORT_DIR = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "clip-age" / "exports"
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,8 @@ class Settings:
     face_detector_model: Path = DEFAULT_FACE_DETECTOR
     device: str = "auto"
     cpu_precision: str = "auto"
+    cpu_runtime: str = "auto"
+    export_dir: Path = DEFAULT_EXPORT_DIR
     max_batch_size: int = 64
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
@@ -37,6 +44,8 @@ class Settings:
             face_detector_model=Path(env.get("FACE_DETECTOR_MODEL", str(DEFAULT_FACE_DETECTOR))),
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
+            cpu_runtime=_choice(env, "CLIP_CPU_RUNTIME", CPU_RUNTIMES, cls.cpu_runtime),
+            export_dir=Path(env.get("CLIP_EXPORT_DIR") or DEFAULT_EXPORT_DIR),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
             decode_limits=DecodeLimits(
                 max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
