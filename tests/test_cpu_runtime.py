@@ -90,10 +90,11 @@ def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, exp
     assert second.serving == first.serving
 
 
-def test_other_weights_get_their_own_export(tmp_path, export_dir):
+def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
     from clip_age.dev.tiny_models import build_tiny_model
 
-    other = build_tiny_model(tmp_path / "other", seed=1)
+    other = build_tiny_model(tmp_path / "other", seed=1)  # the same files, other numbers in them
+    load(tiny_model_dir, export_dir, "onnxruntime")
     before = set(export_dir.iterdir())
     load(other, export_dir, "onnxruntime")
     assert len(set(export_dir.iterdir()) - before) == 1
