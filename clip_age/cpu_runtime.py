@@ -510,6 +510,7 @@ def _writing(target: Path):
     partial = Path(name)
     try:
         yield partial
+        partial.chmod(0o644)  # mkstemp's owner-only mode would hide the cache from other users
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
