@@ -13,10 +13,10 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import compute, cpu_runtime, gpu_path, weights
+from clip_age import compute, cpu_runtime, gpu_path, settings, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
-from clip_age.settings import DEFAULT_EXPORT_DIR, DEFAULT_WEIGHTS_DIR
+from clip_age.settings import DEFAULT_WEIGHTS_DIR
 from prompts import AGES, TEMPLATES, prompt_grid
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class AgeEstimator:
         cpu_precision: str = "auto",
         cuda_graphs: bool = True,
         cpu_runtime_setting: str = "auto",
-        export_dir: Path = DEFAULT_EXPORT_DIR,
+        export_dir: Path | None = None,
         fault: cpu_runtime.Fault | None = None,
     ) -> None:
         self.device = compute.resolve_device(device)
@@ -90,7 +90,7 @@ class AgeEstimator:
                 _Clip(weights.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
             )
         elif cpu_precision == "auto":
-            self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir, fault)
+            self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir or settings.export_dir(), fault)
         log.info("CLIP serves %s.", self.serving)
 
     @property

@@ -28,11 +28,11 @@ class Settings:
     face_detector_model: Path = DEFAULT_FACE_DETECTOR
     device: str = "auto"
     cpu_precision: str = "auto"
-    cpu_runtime: str = "auto"
-    export_dir: Path = DEFAULT_EXPORT_DIR
     max_batch_size: int = 64
     decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
+    cpu_runtime: str = "auto"
+    export_dir: Path = DEFAULT_EXPORT_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -45,7 +45,7 @@ class Settings:
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
             cpu_runtime=_choice(env, "CLIP_CPU_RUNTIME", CPU_RUNTIMES, cls.cpu_runtime),
-            export_dir=Path(env.get("CLIP_EXPORT_DIR") or DEFAULT_EXPORT_DIR),
+            export_dir=export_dir(env),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
             decode_limits=DecodeLimits(
                 max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
@@ -65,6 +65,11 @@ class Settings:
                 memory_bytes=_megabytes(env, "DECODE_MEMORY_MB", pool.memory_bytes),
             ),
         )
+
+
+def export_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """CLIP_EXPORT_DIR, also the default of an AgeEstimator made without Settings."""
+    return Path(env.get("CLIP_EXPORT_DIR") or DEFAULT_EXPORT_DIR)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
