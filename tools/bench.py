@@ -120,7 +120,15 @@ def bf16_gemm_gflops() -> float:
 
 
 def image_tower_gflop(model: torch.nn.Module, size: int) -> float:
-    """Floating-point operations of one image through the tower, counted by torch."""
+    """Floating-point operations of one image through the tower. For a ViT: two per weight per
+    token (every linear layer and the patch embedding) plus the attention products; torch's
+    flop counter misses the fused attention kernel."""
+    visual = model.visual
+    if hasattr(visual, "grid_size") and hasattr(visual, "transformer"):
+        tokens = visual.grid_size[0] * visual.grid_size[1] + 1
+        weights = sum(p.numel() for p in visual.parameters())
+        attention = 4 * tokens**2 * visual.transformer.width * visual.transformer.layers
+        return (2 * tokens * weights + attention) / 1e9
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
