@@ -40,7 +40,9 @@ def load(
     weights tag or a checkpoint file. device is "auto", "cuda" or "cpu"; cpu_precision is
     "auto", "bf16", "int8" or "fp32". Left out, each comes from its environment variable
     (CLIP_MODEL, CLIP_PRETRAINED, CLIP_DEVICE, CLIP_CPU_PRECISION; see the README).
-    Weights are read from local disk only: `clip-age download` fetches them.
+    Weights are read from local disk only: `clip-age download` fetches them. With the `cpu`
+    extra, CLIP_CPU_RUNTIME and CLIP_EXPORT_DIR say whether and from where the image tower runs
+    in OpenVINO or ONNX Runtime (with cpu_precision "auto" only).
     """
     from clip_age.estimator import AgeEstimator
     from clip_age.settings import Settings
