@@ -55,7 +55,9 @@ def load(
     weights tag or a checkpoint file. device is "auto", "cuda" or "cpu"; cpu_precision is
     "auto", "bf16", "int8" or "fp32". Left out, each comes from its environment variable
     (CLIP_MODEL, CLIP_PRETRAINED, CLIP_DEVICE, CLIP_CPU_PRECISION; see the README).
-    Weights are read from local disk only: `clip-age download` fetches them.
+    Weights are read from local disk only: `clip-age download` fetches them. With the `cpu`
+    extra, CLIP_CPU_RUNTIME and CLIP_EXPORT_DIR say whether and from where the image tower runs
+    in OpenVINO or ONNX Runtime (with cpu_precision "auto" only).
     """
     from clip_age.estimator import AgeEstimator
     from clip_age.settings import Settings
@@ -68,6 +70,8 @@ def load(
         templates=TEMPLATES if templates is None else templates,
         device=settings.device if device is None else device,
         cpu_precision=settings.cpu_precision if cpu_precision is None else cpu_precision,
+        cpu_runtime_setting=settings.cpu_runtime,
+        export_dir=settings.export_dir,
     )
 
 

@@ -17,6 +17,13 @@ class SettingError(ValueError):
     """An environment variable set to a value the model cannot use; the message names it."""
 
 
+CPU_RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+# The image tower's exports, beside the Hugging Face and open_clip download caches.
+DEFAULT_EXPORT_DIR = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "clip-age" / "exports"
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     clip_model: str = "ViT-L-14"
@@ -29,6 +36,8 @@ class Settings:
     pool_limits: PoolLimits = field(default_factory=PoolLimits)
     # The Hugging Face client's own switch; the clip-age command fetches no weights while it is on.
     hub_offline: bool = False
+    cpu_runtime: str = "auto"
+    export_dir: Path = DEFAULT_EXPORT_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -39,6 +48,8 @@ class Settings:
             face_detector_model=Path(env.get("FACE_DETECTOR_MODEL") or default_face_detector(env)),
             device=_choice(env, "CLIP_DEVICE", DEVICES, cls.device),
             cpu_precision=_choice(env, "CLIP_CPU_PRECISION", CPU_PRECISIONS, cls.cpu_precision),
+            cpu_runtime=_choice(env, "CLIP_CPU_RUNTIME", CPU_RUNTIMES, cls.cpu_runtime),
+            export_dir=export_dir(env),
             max_batch_size=_number(env, "MAX_BATCH_SIZE", int, cls.max_batch_size, 1, 4096),
             decode_limits=DecodeLimits(
                 max_upload_bytes=_megabytes(env, "MAX_UPLOAD_MB", decode.max_upload_bytes),
@@ -71,6 +82,11 @@ def default_face_detector(env: Mapping[str, str]) -> Path:
     cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     hf_home = Path(env.get("HF_HOME") or Path(cache) / "huggingface").expanduser()
     return hf_home / "clip-age" / detector_file.NAME
+
+
+def export_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """CLIP_EXPORT_DIR, also the default of an AgeEstimator made without Settings."""
+    return Path(env.get("CLIP_EXPORT_DIR") or DEFAULT_EXPORT_DIR)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

@@ -15,6 +15,15 @@ SHARED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
 YUNET = Settings.from_env().face_detector_model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory) -> Path:
+    """The CPU runtime's exports (the cpu extra) for this run, not the user's cache; servers and
+    commands the tests start inherit it."""
+    folder = tmp_path_factory.mktemp("exports")
+    os.environ["CLIP_EXPORT_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-clip"))

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from clip_age import cpu_runtime
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,8 @@ def test_quick_benchmark_prints_every_table(tmp_path):
     assert report.startswith("# bench.py on ")
     for title in [
         "### Per request, in process: tiny (median of 3, ms)",
-        "### CLIP image tower alone: tiny (median of 3, ms per batch)",
+        "### CLIP image tower alone: tiny, ",
+        "### Per request with one core busy with other work: tiny, 256 px face JPEG (median of 3, ms)",
         "### Agreement with fp32, tiny (same random weights, 16 photo crops)",
         "### Bulk, 16 256 px face JPEGs: tiny",
         "Decode isolation, 256 px face JPEG: ",
@@ -37,3 +39,7 @@ def test_quick_benchmark_prints_every_table(tmp_path):
     assert re.search(r"\| int8 \| 0\.\d+ \| 0\.\d+ \| [\d.]+% \| [\d.]+ \|", report)
     assert re.search(r"\| 4 \| 16 \| [\d.]+ \| [\d.]+ \| [\d,.]+ \| [\d.]+x \|", report)
     assert re.search(r"\| auto \| [\d.]+ \| [\d.]+ of fp32 \|", report)
+    assert re.search(r"\| 1 \| [\d.]+ \| .* \| [\d.]+ \| \d+% \|", report)  # the roofline fraction
+    assert "clip-age predict, bf16, one core busy" in report or "no native bf16" in report
+    if cpu_runtime.installed():
+        assert "CPU runtime, tiny: setup " in report and "| auto, cpu runtime |" in report

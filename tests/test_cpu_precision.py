@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_age import compute
+from clip_age import compute, cpu_runtime
 from clip_age.dev.tiny_models import build_random_model
 from clip_age.estimator import AgeEstimator
 from tests.conftest import EXAMPLES
@@ -41,12 +41,32 @@ def reference(vit_b_32, photos):
     return pixels, fp32.encode_pixels(pixels), fp32.encode_text(PROMPTS)
 
 
-@pytest.mark.parametrize("precision", ["auto", "bf16", "int8"])
-def test_image_and_text_embeddings_stay_within_a_cosine_of_0_999_of_fp32(vit_b_32, reference, precision):
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+# CLIP_CPU_RUNTIME's values are the packages' names.
+RUNTIMES = [
+    package for name, package in cpu_runtime.RUNTIME_PACKAGES.items() if name in cpu_runtime.installed()
+]
+
+
+@pytest.mark.parametrize(
+    ("precision", "runtime"),
+    [("auto", "torch"), ("bf16", "torch"), ("int8", "torch"), *(("auto", name) for name in RUNTIMES)],
+)
+def test_image_and_text_embeddings_stay_within_a_cosine_of_0_999_of_fp32(
+    vit_b_32, reference, export_dir, precision, runtime
+):
     pixels, images, texts = reference
-    estimator = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision)
+    estimator = AgeEstimator(
+        vit_b_32, device="cpu", cpu_precision=precision, cpu_runtime_setting=runtime, export_dir=export_dir
+    )
     chosen = compute.cpu_precision("auto").name if precision == "auto" else precision
     assert estimator.precision.name == chosen
+    if runtime != "torch":  # the image tower in the runtime passed the setup gate
+        assert "was not used" not in estimator.serving and estimator.clip.image_tower is not None
     image_cosine = (estimator.encode_pixels(pixels) * images).sum(-1)
     text_cosine = (estimator.encode_text(PROMPTS) * texts).sum(-1)
     assert float(image_cosine.min()) >= 0.999, precision

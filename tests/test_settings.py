@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from clip_age.limits import DecodeLimits, PoolLimits
-from clip_age.settings import Settings, default_face_detector
+from clip_age.settings import DEFAULT_EXPORT_DIR, Settings, default_face_detector
 
 
 def test_defaults_are_the_documented_ones():
@@ -13,6 +13,9 @@ def test_defaults_are_the_documented_ones():
     assert settings.face_detector_model == default_face_detector({})
     assert (settings.device, settings.cpu_precision, settings.max_batch_size) == ("auto", "auto", 64)
     assert settings.hub_offline is False
+    assert settings.cpu_runtime == "auto"
+    assert settings.export_dir == DEFAULT_EXPORT_DIR
+    assert DEFAULT_EXPORT_DIR.parts[-2:] == ("clip-age", "exports")
     assert settings.decode_limits == DecodeLimits(
         max_upload_bytes=64_000_000,
         max_pixels=120_000_000,
@@ -56,6 +59,8 @@ def test_every_variable_is_read():
             "DECODE_MEMORY_MB": "700",
             "DECODE_QUEUE_TIMEOUT_S": "0.5",
             "HF_HUB_OFFLINE": "1",
+            "CLIP_CPU_RUNTIME": "OpenVINO",
+            "CLIP_EXPORT_DIR": "/e",
         }
     )
     assert settings == Settings(
@@ -68,6 +73,8 @@ def test_every_variable_is_read():
         DecodeLimits(10_000_000, 50_000_000, 300_000_000, 20, 2_500_000),
         PoolLimits(3, 4.5, 700_000_000, 0.5),
         hub_offline=True,
+        cpu_runtime="openvino",
+        export_dir=Path("/e"),
     )
 
 
@@ -79,6 +86,7 @@ def test_every_variable_is_read():
         ("DECODE_TIMEOUT_S", "-1", "DECODE_TIMEOUT_S='-1' is not valid: expected a number from 0.1 to 600 (default 10)."),
         ("CLIP_DEVICE", "gpu", "CLIP_DEVICE='gpu' is not valid: use one of auto, cuda, cpu (default auto)."),
         ("CLIP_CPU_PRECISION", "fp16", "CLIP_CPU_PRECISION='fp16' is not valid: use one of auto, bf16, int8, fp32 (default auto)."),
+        ("CLIP_CPU_RUNTIME", "tensorrt", "CLIP_CPU_RUNTIME='tensorrt' is not valid: use one of auto, openvino, onnxruntime, torch (default auto)."),
     ],
 )  # fmt: skip
 def test_bad_values_are_explained(name, value, message):

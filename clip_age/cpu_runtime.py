@@ -1,0 +1,551 @@
+"""CLIP's image tower in a runtime built for CPUs, exported once, chosen by measurement, and
+checked against fp32 torch at setup before it serves.
+
+With the `cpu` extra installed (OpenVINO and ONNX Runtime), the image tower is exported to ONNX
+once and cached under CLIP_EXPORT_DIR, keyed by the weights' hash and the versions that made
+each file. On the first setup for a machine each contender (torch in the serving precision,
+OpenVINO in bf16, ONNX Runtime with int8 weights) is timed at batch 1 and batch 8, interleaved,
+and the fastest serves each batch shape; the choice is cached beside the export. The text
+tower stays in torch: it runs once, at setup.
+"""
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clip_age import gpu_path
+from clip_age.weights import ModelSpec
+
+log = logging.getLogger(__name__)
+
+Tower = Callable[[torch.Tensor], torch.Tensor]  # normalised float32 (batch, 3, H, W) -> features
+
+# The runtimes, in the order they are tried; each is one optional package of the `cpu` extra.
+OPENVINO, ONNXRUNTIME = "OpenVINO bf16", "ONNX Runtime int8"
+RUNTIME_PACKAGES = {OPENVINO: "openvino", ONNXRUNTIME: "onnxruntime"}
+# Batch shapes timed for the choice: a request alone, and a batch as bulk runs and busy servers
+# send; a batch uses the choice of the largest timed shape not above it.
+TIMED_BATCHES = (1, 8)
+# The dynamo exporter at opset 18 handles open_clip's attention; a batch-2 example keeps the
+# batch dimension dynamic in the graph.
+OPSET = 18
+# Agreement with fp32 torch, on the probe. bf16 and int8 keep about 3 significant digits, like
+# the GPU's fp16 (gpu_path.py), so the same tolerances apply to the answers; the embeddings
+# themselves must stay within this cosine of fp32's.
+MIN_COSINE = 0.999
+EXPECTED_AGE_YEARS = 1.0
+NEAR_TIE = 0.02  # an fp32 probability within this of the top counts as a tie
+# One batch of probe photos: the examples, then synthetic ones (gpu_path.probe_images).
+PROBE_PHOTOS = 8
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A deliberately wrong image tower, for the tests that force each step down. `paths` names
+    the towers it breaks: a runtime's name, or a torch precision ("bf16", "int8", "fp32")."""
+
+    paths: frozenset[str]
+    distort: Callable[[torch.Tensor], torch.Tensor]
+
+    def wrap(self, name: str, tower: Tower) -> Tower:
+        return (lambda x: self.distort(tower(x))) if name in self.paths else tower
+
+
+def installed() -> list[str]:
+    """The runtimes whose package is importable here, in the order they are tried."""
+    return [name for name, package in RUNTIME_PACKAGES.items() if importlib.util.find_spec(package)]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (v2's
+    cpu.max, v1's cfs quota), as containers set them. os.cpu_count() sees the whole host."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    try:
+        fields = (root / "cpu.max").read_text().split()
+        if fields and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def weights_digest(spec: ModelSpec) -> str | None:
+    """sha256 of what defines the image tower: the architecture's options and the weight and
+    config files. None for random init, which has no files to key an export by."""
+    files: list[Path] = []
+    name = spec.model_name
+    if name.startswith("local-dir:"):
+        folder = Path(name.removeprefix("local-dir:"))
+        files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
+        name = "local-dir"
+    elif spec.pretrained:
+        files = [Path(spec.pretrained)]
+    if not files:
+        return None
+    digest = hashlib.sha256(json.dumps([name, spec.options], sort_keys=True, default=str).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+@dataclass
+class Served:
+    """What serves the image tower: one tower per batch shape (the smallest batch it serves from)."""
+
+    towers: list[tuple[int, str, Tower]]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(name for _, name, _ in self.towers))
+
+    def describe(self) -> str:
+        if len(self.towers) == 1:
+            return self.towers[0][1]
+        parts = []
+        for index, (start, name, _) in enumerate(self.towers):
+            end = self.towers[index + 1][0] - 1 if index + 1 < len(self.towers) else None
+            shape = (
+                f"batch {start}"
+                if end == start
+                else f"batches {start}+"
+                if end is None
+                else f"batches {start}-{end}"
+            )
+            parts.append(f"{name} for {shape}")
+        return ", ".join(parts)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        tower = self.towers[0][2]
+        for start, _, candidate in self.towers:
+            if len(x) >= start:
+                tower = candidate
+        return tower(x)
+
+
+class Exports:
+    """The cache folder of one set of weights: the ONNX export, the int8 model, OpenVINO's
+    compiled blobs, the fp32 probe reference and the measured choice, each keyed by the
+    versions that made it."""
+
+    def __init__(self, export_dir: Path, digest: str) -> None:
+        self.folder = export_dir / digest[:24]
+        self.onnx = self.folder / f"image-tower-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
+        self.reference = self.folder / "fp32-probe-embeddings.npy"
+
+    def int8(self) -> Path:
+        return self.folder / f"onnxruntime-{_version('onnxruntime')}" / (self.onnx.stem + "-int8.onnx")
+
+    def openvino_cache(self) -> Path:
+        return self.folder / f"openvino-{_version('openvino')}"
+
+    def choice(self, threads: int, runtimes: Sequence[str], torch_name: str) -> Path:
+        versions = "-".join(
+            f"{RUNTIME_PACKAGES[name]}{_version(RUNTIME_PACKAGES[name])}" for name in runtimes
+        )
+        machine = hashlib.sha256(f"{_cpu_name()}|{threads}|{torch_name}|{versions}".encode()).hexdigest()[:16]
+        return self.folder / f"choice-{machine}.json"
+
+
+def export_onnx(visual: torch.nn.Module, size: int, target: Path) -> None:
+    """The fp32 image tower as ONNX, with a dynamic batch dimension."""
+    example = torch.zeros(2, 3, size, size)
+    with _writing(target) as partial, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # The exporter narrates each step and warns about its own internals; neither is the user's business.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _VisualOnly(visual).eval(),
+            (example,),
+            str(partial),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=["pixels"],
+            output_names=["features"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=4096)}},
+            external_data=False,
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """int8 weights for the MatMuls, activations quantised on the fly (ONNX Runtime's dynamic
+    quantisation, as torch's int8 path does it)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _writing(target) as partial, warnings.catch_warnings(), _quiet_root_logger():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+
+
+def openvino_tower(onnx: Path, cache: Path, threads: int) -> Tower:
+    import openvino
+
+    cache.mkdir(parents=True, exist_ok=True)
+    compiled = openvino.Core().compile_model(
+        str(onnx),
+        "CPU",
+        {
+            # Where the CPU lacks native bf16, OpenVINO runs fp32 instead.
+            "INFERENCE_PRECISION_HINT": "bf16",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "CACHE_DIR": str(cache),  # the compiled model: later setups skip compiling
+        },
+    )
+    request = compiled.create_infer_request()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        # The request reuses its output buffer: copy before the next call overwrites it.
+        return torch.from_numpy(np.array(request.infer({0: x.numpy()})[0], copy=True))
+
+    return run
+
+
+def onnxruntime_tower(onnx: Path, threads: int) -> Tower:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"pixels": x.numpy()})[0])
+
+    return run
+
+
+def probe_photos(size: int, preprocess: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """The photos the agreement gate checks: the repository's example photos where they are
+    (a source checkout, the Cog image) and synthetic ones, as model inputs (uint8 NHWC)."""
+    photos = [
+        preprocess(Image.open(path).convert("RGB"))
+        for path in sorted(EXAMPLES.glob("*"))
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg")
+    ]
+    synthetic = gpu_path.probe_images(size, count=PROBE_PHOTOS - len(photos))
+    return np.concatenate([np.stack(photos), synthetic]) if photos else synthetic
+
+
+def measure(
+    candidates: dict[str, Tower], size: int, batches: Sequence[int] = TIMED_BATCHES, rounds: int = 5
+) -> dict[int, dict[str, float]]:
+    """Median ms per batch of each candidate, at each batch shape, the candidates interleaved
+    round by round so that a noisy neighbour slows them alike."""
+    timings: dict[int, dict[str, float]] = {}
+    with torch.inference_mode():
+        for batch in batches:
+            x = torch.randn(batch, 3, size, size)
+            for tower in candidates.values():
+                tower(x)  # warm-up: first calls allocate and compile
+            samples: dict[str, list[float]] = {name: [] for name in candidates}
+            for _ in range(rounds if batch == 1 else max(2, rounds // 2)):
+                for name, tower in candidates.items():
+                    started = time.perf_counter()
+                    tower(x)
+                    samples[name].append((time.perf_counter() - started) * 1000)
+            timings[batch] = {name: statistics.median(times) for name, times in samples.items()}
+    return timings
+
+
+def fastest(timings: dict[int, dict[str, float]]) -> list[tuple[int, str]]:
+    """(smallest batch, name) of the fastest candidate per timed batch shape, merging neighbours."""
+    chosen: list[tuple[int, str]] = []
+    for batch in sorted(timings):
+        name = min(timings[batch], key=timings[batch].get)
+        if not chosen or chosen[-1][1] != name:
+            chosen.append((batch, name))
+    chosen[0] = (1, chosen[0][1])
+    return chosen
+
+
+def disagreement(
+    embeddings: torch.Tensor, reference: torch.Tensor, prompts: torch.Tensor, logit_scale: float
+) -> str | None:
+    """Why these unit image embeddings' answers are not fp32's, within the tolerances above;
+    None when they agree. Both go through the same prompt embeddings."""
+    if not torch.isfinite(embeddings).all():
+        return "it gave non-finite embeddings"
+    cosine = float((embeddings * reference).sum(-1).min())
+    if cosine < MIN_COSINE:
+        return (
+            f"its image embeddings are at a cosine of {cosine:.5f} from fp32's (at least {MIN_COSINE} needed)"
+        )
+    ages = torch.arange(1, prompts.shape[0] + 1, dtype=torch.float32)
+    probabilities = (logit_scale * embeddings @ prompts.T).softmax(-1)
+    ref_probabilities = (logit_scale * reference @ prompts.T).softmax(-1)
+    chosen = ref_probabilities.gather(1, probabilities.argmax(-1, keepdim=True))[:, 0]
+    flipped = int((ref_probabilities.max(-1).values - chosen > NEAR_TIE).sum())
+    if flipped:
+        return f"its argmax age differs from fp32's on {flipped} of {len(embeddings)} probe photos"
+    worst = float(((probabilities - ref_probabilities) @ ages).abs().max())
+    if worst > EXPECTED_AGE_YEARS:
+        return f"its expected age differs from fp32's by up to {worst:.2f} years"
+    return None
+
+
+class RuntimeUnavailable(ValueError):
+    """CLIP_CPU_RUNTIME names a runtime that is not installed; the message says how to install it."""
+
+
+@dataclass
+class Model:
+    """What the choice needs from the estimator: the weights, the input, the tower torch serves
+    with, how pixels become the tower's input, and the prompts answers are read against."""
+
+    spec: ModelSpec
+    size: int
+    torch_name: str  # the torch tower's name, e.g. "torch bf16"
+    torch_tower: Tower
+    load_fp32: Callable[[], torch.nn.Module]  # fp32 CLIP, loaded only when something must be made
+    normalise: Callable[[torch.Tensor], torch.Tensor]  # uint8 (batch, H, W, 3) -> the tower's input
+    prompts: torch.Tensor
+    logit_scale: float
+
+
+def choose(
+    model: Model,
+    setting: str,
+    export_dir: Path,
+    probe: np.ndarray,
+    fault: Fault | None = None,
+    threads: int | None = None,
+) -> Served | None:
+    """What serves the image tower, or None when no runtime applies (none installed, or
+    CLIP_CPU_RUNTIME=torch). setting "auto" serves the fastest per batch shape, measured once
+    per machine; a runtime's name serves it at every shape. A runtime that disagrees with fp32
+    on the probe is dropped and torch serves its batch shapes; if torch's own tower disagrees
+    too, fp32 serves (`"torch fp32"`, whose module the caller then serves with)."""
+    runtimes = _requested(setting)
+    if not runtimes:
+        return None
+    digest = weights_digest(model.spec)
+    if digest is None:
+        log.info("Random-init weights have no files to key an export by: torch serves the image tower.")
+        return None
+    threads = threads or usable_cores()
+    exports = Exports(export_dir, digest)
+    fp32: list[torch.nn.Module] = []
+
+    def load_fp32() -> torch.nn.Module:
+        if not fp32:
+            fp32.append(model.load_fp32())
+        return fp32[0]
+
+    builders = {
+        OPENVINO: lambda: openvino_tower(exports.onnx, exports.openvino_cache(), threads),
+        ONNXRUNTIME: lambda: onnxruntime_tower(_int8(exports), threads),
+    }
+    if not exports.onnx.is_file():
+        started = time.perf_counter()
+        export_onnx(load_fp32().visual, model.size, exports.onnx)
+        log.info(
+            "Exported the image tower to %s in %.0f s (once for these weights).",
+            exports.onnx,
+            time.perf_counter() - started,
+        )
+    wrap = fault.wrap if fault else (lambda _, tower: tower)
+    torch_tower = wrap(model.torch_name, model.torch_tower)
+    choice_file = exports.choice(threads, runtimes, model.torch_name)
+    # A runtime named in CLIP_CPU_RUNTIME serves every batch shape; auto serves the fastest.
+    chosen = (
+        _cached_choice(choice_file, {model.torch_name, *runtimes})
+        if setting == "auto"
+        else [(1, runtimes[0])]
+    )
+    towers: dict[str, Tower] = {model.torch_name: torch_tower}
+    if chosen is None:
+        for name in runtimes:
+            towers[name] = wrap(name, builders[name]())
+        timings = measure(towers, model.size)
+        chosen = fastest(timings)
+        write_json(
+            choice_file, {"threads": threads, "cpu": _cpu_name(), "ms_per_batch": timings, "chosen": chosen}
+        )
+        log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
+    else:
+        for name in {name for _, name in chosen} - towers.keys():
+            towers[name] = wrap(name, builders[name]())
+
+    reference = _reference(exports, probe, model, load_fp32)
+    x = model.normalise(torch.from_numpy(probe))
+    reasons = []
+    failed = set()
+    for name in dict.fromkeys(name for _, name in chosen):
+        if name == model.torch_name:
+            continue
+        problem = _attempt(lambda name=name: _check(towers[name], x, reference, model))
+        if problem:
+            failed.add(name)
+            reasons.append(f"{name} was not used: {problem}")
+    if failed:
+        chosen = [(start, model.torch_name if name in failed else name) for start, name in chosen]
+        problem = _attempt(lambda: _check(torch_tower, x, reference, model))
+        if problem:
+            reasons.append(f"{model.torch_name} was not used: {problem}")
+            tower = wrap("torch fp32", lambda x: load_fp32().encode_image(x))
+            return Served([(1, "torch fp32", tower)], reasons)
+    merged = fastest({start: {name: 0.0} for start, name in chosen})
+    return Served([(start, name, towers[name]) for start, name in merged], reasons)
+
+
+def _requested(setting: str) -> list[str]:
+    if setting == "torch":
+        return []
+    available = installed()
+    if setting == "auto":
+        return available
+    wanted = {"openvino": OPENVINO, "onnxruntime": ONNXRUNTIME}[setting]
+    if wanted not in available:
+        raise RuntimeUnavailable(
+            f"CLIP_CPU_RUNTIME={setting}, but {RUNTIME_PACKAGES[wanted]} is not installed: install the "
+            "cpu extra (pip install 'clip-age-predictor[cpu]'), or set CLIP_CPU_RUNTIME=auto or torch."
+        )
+    return [wanted]
+
+
+def _int8(exports: Exports) -> Path:
+    target = exports.int8()
+    if not target.is_file():
+        started = time.perf_counter()
+        quantize_int8(exports.onnx, target)
+        log.info(
+            "Quantised the image tower to int8 in %.0f s (once for these weights).",
+            time.perf_counter() - started,
+        )
+    return target
+
+
+def _cached_choice(path: Path, names: set[str]) -> list[tuple[int, str]] | None:
+    try:
+        chosen = [(int(start), str(name)) for start, name in json.loads(path.read_text())["chosen"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return chosen if chosen and {name for _, name in chosen} <= names else None
+
+
+def _reference(
+    exports: Exports, probe: np.ndarray, model: Model, load_fp32: Callable[[], torch.nn.Module]
+) -> torch.Tensor:
+    """fp32 torch's unit image embeddings of the probe, computed once for these weights."""
+    path = exports.folder / f"fp32-probe-{hashlib.sha256(probe.tobytes()).hexdigest()[:16]}.npy"
+    try:
+        return torch.from_numpy(np.load(path))
+    except (OSError, ValueError):
+        pass
+    with torch.inference_mode():
+        embeddings = _unit(load_fp32().encode_image(model.normalise(torch.from_numpy(probe))))
+    save_array(path, embeddings.numpy())
+    return embeddings
+
+
+def _check(tower: Tower, x: torch.Tensor, reference: torch.Tensor, model: Model) -> str | None:
+    with torch.inference_mode():
+        embeddings = _unit(tower(x))
+    return disagreement(embeddings, reference, model.prompts.float(), model.logit_scale)
+
+
+def _unit(features: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(features.float(), dim=-1)
+
+
+def _attempt(check: Callable[[], str | None]) -> str | None:
+    try:
+        return check()
+    # Whatever a runtime raises (an unsupported op, a shape it cannot run) rules it out.
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"it failed ({type(error).__name__}: {message})"
+
+
+class _VisualOnly(torch.nn.Module):
+    """The image tower alone, with an input name the exporter's dynamic shapes can refer to."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)
+
+
+@contextlib.contextmanager
+def _writing(target: Path):
+    """A temporary file beside target, renamed onto it once complete: another process starting
+    at the same time never reads half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=target.suffix)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        partial.chmod(0o644)  # mkstemp's owner-only mode would hide the cache from other users
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def write_json(target: Path, value: object) -> None:
+    with _writing(target) as partial:
+        partial.write_text(json.dumps(value, indent=2))
+
+
+def save_array(target: Path, value: np.ndarray) -> None:
+    with _writing(target) as partial, partial.open("wb") as handle:
+        np.save(handle, value)
+
+
+def _version(package: str) -> str:
+    return importlib.metadata.version(package)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,211 @@
+"""The image tower in a CPU runtime (the `cpu` extra): exported once, served where it agrees
+with fp32 torch, stepping down where it does not. Tiny models; the real-size agreement is in
+test_cpu_precision.py.
+
+Each step down is forced by a Fault: the real runtime's output, broken on purpose after it ran.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from clip_age import compute, cpu_runtime
+from clip_age.estimator import AgeEstimator
+
+pytestmark = pytest.mark.skipif(not cpu_runtime.installed(), reason="the cpu extra is not installed")
+
+RUNTIMES = {"openvino": cpu_runtime.OPENVINO, "onnxruntime": cpu_runtime.ONNXRUNTIME}
+TORCH = f"torch {compute.cpu_precision('auto').name}"
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_model_dir):
+    return AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pixels(fp32):
+    return cpu_runtime.probe_photos(224, fp32.preprocess)[:4]
+
+
+def load(tiny_model_dir, export_dir, setting="auto", fault=None):
+    return AgeEstimator(
+        f"local-dir:{tiny_model_dir}",
+        device="cpu",
+        cpu_precision="auto",
+        cpu_runtime_setting=setting,
+        export_dir=export_dir,
+        fault=fault,
+    )
+
+
+def scramble(features: torch.Tensor) -> torch.Tensor:
+    """Features in the wrong order, as a miscompiled graph could give them."""
+    return features.flip(-1)
+
+
+def break_with(*paths: str) -> cpu_runtime.Fault:
+    return cpu_runtime.Fault(frozenset(paths), scramble)
+
+
+@pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
+def test_each_runtime_serves_with_embeddings_within_a_cosine_of_0_999_of_fp32(
+    tiny_model_dir, export_dir, fp32, pixels, setting
+):
+    estimator = load(tiny_model_dir, export_dir, setting)
+    assert estimator.serving.startswith(f"the image tower in {RUNTIMES[setting]} on the CPU"), (
+        estimator.serving
+    )
+    assert "was not used" not in estimator.serving
+    cosine = (estimator.encode_pixels(pixels) * fp32.encode_pixels(pixels)).sum(-1)
+    assert float(cosine.min()) >= 0.999
+    ours, reference = estimator.predict_pixels(pixels), fp32.predict_pixels(pixels)
+    assert max(abs(a.expected_age - r.expected_age) for a, r in zip(ours, reference, strict=True)) < 1.0
+
+
+def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, export_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="clip_age.cpu_runtime"):
+        first = load(tiny_model_dir, export_dir)
+    timed = [
+        record.message for record in caplog.records if record.message.startswith("Timed the image tower")
+    ]
+    assert len(timed) == 1 and TORCH in timed[0] and all(name in timed[0] for name in RUNTIMES.values())
+    [folder] = export_dir.iterdir()
+    exported = {path: path.stat().st_mtime_ns for path in folder.rglob("*.onnx")}
+    assert len(exported) == 2  # fp32 and int8
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clip_age.cpu_runtime"):
+        second = load(tiny_model_dir, export_dir)
+    assert not [
+        record for record in caplog.records if "Exported" in record.message or "Timed" in record.message
+    ]
+    assert {path: path.stat().st_mtime_ns for path in folder.rglob("*.onnx")} == exported
+    assert second.serving == first.serving
+
+
+def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
+    from clip_age.dev.tiny_models import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", seed=1)  # the same files, other numbers in them
+    load(tiny_model_dir, export_dir, "onnxruntime")
+    before = set(export_dir.iterdir())
+    load(other, export_dir, "onnxruntime")
+    assert len(set(export_dir.iterdir()) - before) == 1
+
+
+@pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
+def test_a_runtime_that_disagrees_steps_down_to_torch(
+    tiny_model_dir, export_dir, fp32, pixels, setting, caplog
+):
+    with caplog.at_level(logging.WARNING, logger="clip_age.estimator"):
+        estimator = load(tiny_model_dir, export_dir, setting, break_with(RUNTIMES[setting]))
+    reason = f"{RUNTIMES[setting]} was not used: its image embeddings are at a cosine of"
+    assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+    assert reason in estimator.serving and any(reason in record.message for record in caplog.records)
+    torch_only = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_runtime_setting="torch")
+    torch.testing.assert_close(estimator.encode_pixels(pixels), torch_only.encode_pixels(pixels))
+
+
+def test_when_torch_disagrees_too_fp32_serves(tiny_model_dir, export_dir, fp32, pixels):
+    estimator = load(tiny_model_dir, export_dir, "onnxruntime", break_with(cpu_runtime.ONNXRUNTIME, TORCH))
+    assert estimator.serving.startswith("the image tower in torch fp32 on the CPU"), estimator.serving
+    assert f"{TORCH} was not used: its image embeddings" in estimator.serving
+    assert estimator.precision.name == "fp32" and estimator.dtype == torch.float32
+    torch.testing.assert_close(estimator.prompt_embeddings, fp32.prompt_embeddings)
+    assert [a.probabilities.tolist() for a in estimator.predict_pixels(pixels)] == [
+        a.probabilities.tolist() for a in fp32.predict_pixels(pixels)
+    ]
+
+
+def test_a_runtime_that_raises_is_not_used(tiny_model_dir, export_dir):
+    def fails(features):
+        raise RuntimeError("unsupported operation")
+
+    fault = cpu_runtime.Fault(frozenset({cpu_runtime.OPENVINO}), fails)
+    estimator = load(tiny_model_dir, export_dir, "openvino", fault)
+    assert "OpenVINO bf16 was not used: it failed (RuntimeError: unsupported operation)" in estimator.serving
+
+
+def photo_between_ages_1_and_99(p_1: float) -> torch.Tensor:
+    """A unit embedding whose distribution (one-hot prompts, CLIP's logit scale of 100) puts
+    p_1 on age 1 and the rest on age 99."""
+    delta = float(np.log(p_1 / (1 - p_1))) * 2**0.5 / 100  # the two logits are 100 / sqrt(2) apart per unit
+    embedding = torch.zeros(1, 128)
+    embedding[0, 0], embedding[0, 98] = 1 + delta, 1
+    return torch.nn.functional.normalize(embedding, dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("fp32_p1", "our_p1", "problem"),
+    [
+        (0.6, 0.6, None),
+        (0.505, 0.5, None),  # expected age 0.49 years off: within the tolerance
+        (0.505, 0.49, "its expected age differs from fp32's by up to 1.47 years"),  # argmax in a near tie
+        (0.6, 0.4, "its argmax age differs from fp32's on 1 of 1 probe photos"),
+    ],
+)
+def test_the_gate_reads_argmax_and_expected_age_against_fp32(fp32_p1, our_p1, problem):
+    prompts = torch.eye(99, 128)
+    ours, reference = photo_between_ages_1_and_99(our_p1), photo_between_ages_1_and_99(fp32_p1)
+    assert float((ours * reference).sum()) > 0.9999  # the embeddings alone would pass
+    assert cpu_runtime.disagreement(ours, reference, prompts, 100.0) == problem
+
+
+def test_the_gate_reads_the_embeddings_cosine():
+    reference = photo_between_ages_1_and_99(0.6)
+    turned = torch.nn.functional.normalize(reference + 0.05 * torch.eye(128)[5:6], dim=-1)
+    assert cpu_runtime.disagreement(turned, reference, torch.eye(99, 128), 100.0) == (
+        "its image embeddings are at a cosine of 0.99875 from fp32's (at least 0.999 needed)"
+    )
+    assert "non-finite" in cpu_runtime.disagreement(
+        reference * float("nan"), reference, torch.eye(99, 128), 100.0
+    )
+
+
+def test_without_the_extra_torch_serves_as_before(tiny_model_dir, export_dir, monkeypatch, pixels):
+    before = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_runtime_setting="torch")
+    for package in cpu_runtime.RUNTIME_PACKAGES.values():
+        monkeypatch.setitem(__import__("sys").modules, package, None)  # as if not installed
+    assert cpu_runtime.installed() == []
+    without = load(tiny_model_dir, export_dir)
+    assert without.serving == before.serving and "image tower" not in without.serving
+    torch.testing.assert_close(without.encode_pixels(pixels), before.encode_pixels(pixels))
+    with pytest.raises(
+        cpu_runtime.RuntimeUnavailable, match=r"CLIP_CPU_RUNTIME=openvino, but openvino is not"
+    ):
+        load(tiny_model_dir, export_dir, "openvino")
+
+
+def test_a_batch_goes_to_the_tower_chosen_for_its_shape():
+    def tower(tag):
+        return lambda x: torch.full((len(x), 1), float(tag))
+
+    served = cpu_runtime.Served([(1, "a", tower(1)), (8, "b", tower(2))])
+    assert [float(served(torch.zeros(n, 3, 2, 2))[0, 0]) for n in (1, 7, 8, 64)] == [1, 1, 2, 2]
+    assert served.describe() == "a for batches 1-7, b for batches 8+"
+    timings = {1: {"a": 5.0, "b": 9.0}, 8: {"a": 50.0, "b": 40.0}, 32: {"a": 300.0, "b": 200.0}}
+    assert cpu_runtime.fastest(timings) == [(1, "a"), (8, "b")]
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ],
+)
+def test_runtime_threads_follow_the_cgroup_quota(tmp_path, files, cores):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    quota = cpu_runtime._cgroup_quota(tmp_path)
+    assert (None if quota is None else int(np.ceil(quota))) == cores
