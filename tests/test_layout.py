@@ -15,7 +15,7 @@ from tests.conftest import EXAMPLES, REPO
 ROOT_FILES = {
     ".ci", ".dockerignore", ".gitignore", "BENCHMARKS.md", "LICENSE", "README.md", "clip_age",
     "cog.yaml", "deploy", "examples", "predict.py", "prompts.py", "pyproject.toml", "requirements-dev.txt",
-    "requirements-eval.txt", "requirements-ray.txt", "requirements.txt", "tests", "tools",
+    "requirements-cpu.txt", "requirements-eval.txt", "requirements-ray.txt", "requirements.txt", "tests", "tools",
 }  # fmt: skip
 
 
