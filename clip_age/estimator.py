@@ -13,7 +13,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import compute, cpu_runtime, gpu_path, settings, weights
+from clip_age import age_rows, compute, cpu_runtime, gpu_path, settings, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
 from prompts import AGES, TEMPLATES, prompt_grid
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 LOW_QUANTILE, HIGH_QUANTILE = 0.1, 0.9
 # Bounds the activations of one forward pass; larger batches run in chunks.
 MAX_CHUNK = 256
-_STATS = 4  # age, expected age, low, high follow the probabilities in one row
 
 
 class AgeEstimator:
@@ -310,7 +309,7 @@ def _quantize_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def age_statistics(logits: torch.Tensor, ages: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
-    """Rows of [probabilities..., argmax age, expected age, low age, high age].
+    """Rows of the probabilities, then the statistics in age_rows.STATISTICS' order.
 
     logits is (batch, len(ages)); quantiles is (1, 2), the low and high cumulative
     probabilities. Computed where the logits are, so a GPU request costs one small copy.
@@ -322,21 +321,25 @@ def age_statistics(logits: torch.Tensor, ages: torch.Tensor, quantiles: torch.Te
     targets = quantiles.expand(len(cdf), 2).contiguous()
     # The first age whose cumulative probability reaches the quantile.
     bounds = torch.searchsorted(cdf, targets).clamp(max=len(ages) - 1)
-    stats = torch.stack([top, expected, ages[bounds[:, 0]], ages[bounds[:, 1]]], dim=1)
-    return torch.cat([probabilities, stats], dim=1)
+    stats = {
+        "age": top,
+        "expected_age": expected,
+        "age_low": ages[bounds[:, 0]],
+        "age_high": ages[bounds[:, 1]],
+    }
+    return torch.cat(
+        [probabilities, torch.stack([stats[name] for name in age_rows.STATISTICS], dim=1)], dim=1
+    )
 
 
 def _unpack(rows: np.ndarray) -> list[AgeDistribution]:
-    results = []
-    for row in rows:
-        probabilities, (top, expected, low, high) = row[:-_STATS], row[-_STATS:]
-        results.append(
-            AgeDistribution(
-                probabilities=probabilities.astype(np.float32),
-                age=int(top),
-                expected_age=float(expected),
-                age_low=int(low),
-                age_high=int(high),
-            )
+    return [
+        AgeDistribution(
+            probabilities=age_rows.probabilities(row).astype(np.float32),
+            age=int(age_rows.column(row, "age")),
+            expected_age=float(age_rows.column(row, "expected_age")),
+            age_low=int(age_rows.column(row, "age_low")),
+            age_high=int(age_rows.column(row, "age_high")),
         )
-    return results
+        for row in rows
+    ]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from clip_age import age_rows
+
 log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # uint8 pixels -> rows [probabilities..., 4 stats]
@@ -65,8 +67,10 @@ def choose(
 
 def disagreement_fp16(rows: torch.Tensor, reference: torch.Tensor) -> str | None:
     """Why fp16's answers are not fp32's, within the tolerances above; None when they agree."""
-    probabilities, expected = rows[:, :-4].float().cpu(), rows[:, -3].float().cpu()
-    ref_probabilities, ref_expected = reference[:, :-4].float().cpu(), reference[:, -3].float().cpu()
+    probabilities = age_rows.probabilities(rows).float().cpu()
+    expected = age_rows.column(rows, "expected_age").float().cpu()
+    ref_probabilities = age_rows.probabilities(reference).float().cpu()
+    ref_expected = age_rows.column(reference, "expected_age").float().cpu()
     if not torch.isfinite(probabilities).all():
         return "it gave non-finite probabilities"
     top = probabilities.argmax(dim=1)
@@ -83,10 +87,10 @@ def disagreement_fp16(rows: torch.Tensor, reference: torch.Tensor) -> str | None
 
 def disagreement_graphs(rows: torch.Tensor, eager: torch.Tensor) -> str | None:
     """Why a graph replay's answers are not the eager pass's; None when they agree."""
-    difference = (rows[:, :-4].float() - eager[:, :-4].float()).abs().max()
+    difference = (age_rows.probabilities(rows).float() - age_rows.probabilities(eager).float()).abs().max()
     if not torch.isfinite(difference) or float(difference) > GRAPH_PROBABILITY_ATOL:
         return f"replayed probabilities differ from the eager pass by {float(difference):.2g}"
-    if not torch.equal(rows[:, -4].cpu(), eager[:, -4].cpu()):
+    if not torch.equal(age_rows.column(rows, "age").cpu(), age_rows.column(eager, "age").cpu()):
         return "replayed argmax ages differ from the eager pass"
     return None
 
