@@ -109,15 +109,23 @@ class LocalCogServer:
                 time.sleep(min(0.005 * 2 ** min(conflicts, 6), 0.25))
 
     def start_prediction(self, inputs: dict[str, Any], prediction_id: str) -> dict[str, Any]:
-        """PUT /predictions/<id> with Prefer: respond-async: returns at once, the work goes on."""
-        request = urllib.request.Request(
-            f"{self.url}/predictions/{prediction_id}",
-            data=json.dumps({"id": prediction_id, "input": inputs}).encode(),
-            headers={"Content-Type": "application/json", "Prefer": "respond-async"},
-            method="PUT",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+        """PUT /predictions/<id> with Prefer: respond-async: returns at once, the work goes on.
+        A 409 (all slots busy) is retried with backoff, as predict() does."""
+        for conflicts in range(200):
+            request = urllib.request.Request(
+                f"{self.url}/predictions/{prediction_id}",
+                data=json.dumps({"id": prediction_id, "input": inputs}).encode(),
+                headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+                method="PUT",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code != 409:
+                    raise
+                time.sleep(min(0.005 * 2 ** min(conflicts, 6), 0.25))
+        raise TimeoutError("every slot stayed busy")
 
     def cancel(self, prediction_id: str) -> int:
         request = urllib.request.Request(
