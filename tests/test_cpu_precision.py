@@ -35,8 +35,21 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def reference(vit_b_32, photos):
-    fp32 = AgeEstimator(vit_b_32, device="cpu", cpu_precision="fp32")
+def estimator_for(vit_b_32):
+    """One estimator per precision for the whole module: each takes seconds to build."""
+    made: dict[str, AgeEstimator] = {}
+
+    def get(precision: str) -> AgeEstimator:
+        if precision not in made:
+            made[precision] = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision)
+        return made[precision]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference(estimator_for, photos):
+    fp32 = estimator_for("fp32")
     pixels = np.stack([fp32.preprocess(photo) for photo in photos])
     return pixels, fp32.encode_pixels(pixels), fp32.encode_text(PROMPTS)
 
@@ -57,12 +70,19 @@ RUNTIMES = [
     [("auto", "torch"), ("bf16", "torch"), ("int8", "torch"), *(("auto", name) for name in RUNTIMES)],
 )
 def test_image_and_text_embeddings_stay_within_a_cosine_of_0_999_of_fp32(
-    vit_b_32, reference, export_dir, precision, runtime
+    vit_b_32, estimator_for, reference, export_dir, precision, runtime
 ):
     pixels, images, texts = reference
-    estimator = AgeEstimator(
-        vit_b_32, device="cpu", cpu_precision=precision, cpu_runtime_setting=runtime, export_dir=export_dir
-    )
+    if precision != "auto":  # a runtime serves only with auto: this is the module's estimator
+        estimator = estimator_for(precision)
+    else:
+        estimator = AgeEstimator(
+            vit_b_32,
+            device="cpu",
+            cpu_precision=precision,
+            cpu_runtime_setting=runtime,
+            export_dir=export_dir,
+        )
     chosen = compute.cpu_precision("auto").name if precision == "auto" else precision
     assert estimator.precision.name == chosen
     if runtime != "torch":  # the image tower in the runtime passed the setup gate
@@ -83,12 +103,14 @@ def reference_rows(logit_scale: float, images: torch.Tensor, prompts: torch.Tens
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_logits_and_softmax_are_computed_in_fp32_whatever_the_towers_run_in(vit_b_32, reference, precision):
+def test_logits_and_softmax_are_computed_in_fp32_whatever_the_towers_run_in(
+    estimator_for, reference, precision
+):
     """Given the embeddings the towers produced, the answer is the float64 softmax of them to
     1e-5: bf16 logits at CLIP's scale of 100 (spacing 0.0625 at 8 to 16) move a probability by
     up to 3%, and a bf16 logit scale (4.594 for ln 100) by 1.1% everywhere."""
     pixels, _, _ = reference
-    estimator = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision)
+    estimator = estimator_for(precision)
     assert estimator.logit_scale == pytest.approx(100, rel=1e-6)  # the checkpoint's, not rounded
     answers = estimator.predict_pixels(pixels)
     probabilities, ages, expected = reference_rows(
@@ -101,7 +123,7 @@ def test_logits_and_softmax_are_computed_in_fp32_whatever_the_towers_run_in(vit_
 
 
 @pytest.mark.parametrize(("precision", "tolerance", "years"), [("bf16", 0.01, 0.5), ("int8", 0.03, 0.75)])
-def test_probabilities_and_ages_agree_with_fp32(vit_b_32, reference, precision, tolerance, years):
+def test_probabilities_and_ages_agree_with_fp32(estimator_for, reference, precision, tolerance, years):
     """End to end against the fp32 model on 16 crops. The tolerance is what the embedding gate
     above lets through, measured (2026-12-01) with margin: a cosine of 0.999 leaves an embedding
     error of norm up to 0.045, which at a logit scale of 100 moves logits by tenths; on this
@@ -109,8 +131,8 @@ def test_probabilities_and_ages_agree_with_fp32(vit_b_32, reference, precision, 
     (int8) in a probability and 0.2 / 0.3 years in the expected age. Near-ties make the argmax
     age free to move to any age fp32 found about as likely."""
     pixels, _, _ = reference
-    fp32 = AgeEstimator(vit_b_32, device="cpu", cpu_precision="fp32").predict_pixels(pixels)
-    other = AgeEstimator(vit_b_32, device="cpu", cpu_precision=precision).predict_pixels(pixels)
+    fp32 = estimator_for("fp32").predict_pixels(pixels)
+    other = estimator_for(precision).predict_pixels(pixels)
     for want, got in zip(fp32, other, strict=True):
         assert np.abs(got.probabilities - want.probabilities).max() <= tolerance
         assert abs(got.expected_age - want.expected_age) <= years

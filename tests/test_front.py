@@ -147,6 +147,7 @@ def raw_request(url: str, head: bytes) -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         connection.sendall(head)
+        connection.shutdown(socket.SHUT_WR)  # nothing more is coming: nginx answers and closes
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
