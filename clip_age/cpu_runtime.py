@@ -174,7 +174,7 @@ class Exports:
         versions = "-".join(
             f"{RUNTIME_PACKAGES[name]}{_version(RUNTIME_PACKAGES[name])}" for name in runtimes
         )
-        machine = hashlib.sha256(f"{_cpu_name()}|{threads}|{torch_name}|{versions}".encode()).hexdigest()[:16]
+        machine = hashlib.sha256(f"{cpu_name()}|{threads}|{torch_name}|{versions}".encode()).hexdigest()[:16]
         return self.folder / f"choice-{machine}.json"
 
 
@@ -391,7 +391,7 @@ def choose(
         timings = measure(towers, model.size)
         chosen = fastest(timings)
         write_json(
-            choice_file, {"threads": threads, "cpu": _cpu_name(), "ms_per_batch": timings, "chosen": chosen}
+            choice_file, {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen}
         )
         log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
     else:
@@ -541,7 +541,8 @@ def _version(package: str) -> str:
     return importlib.metadata.version(package)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name: part of the key a timed choice is kept under, and the bench's header."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -29,6 +29,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-clip"))
 
 
+@pytest.fixture
+def model(tiny_model_dir, monkeypatch):
+    """The tiny model as the environment names it, for the command and the Python API."""
+    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
+    monkeypatch.setenv("CLIP_DEVICE", "cpu")
+    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
+    return tiny_model_dir
+
+
 @pytest.fixture(scope="session")
 def estimator(tiny_model_dir):
     from clip_age.estimator import AgeEstimator

@@ -26,14 +26,6 @@ def test_counts_that_do_not_add_up_are_refused(rows):
         split_batch(list("abc"), rows)
 
 
-@pytest.fixture
-def model(tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-    monkeypatch.setenv("CLIP_DEVICE", "cpu")
-    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
-    return tiny_model_dir
-
-
 def test_an_unreadable_file_mid_folder_leaves_every_other_line_as_its_photo_alone(model, tmp_path):
     """One batch holds a two-face photo, a broken file, a photo without a face and one face:
     each line must equal that photo's answer when it is predicted on its own."""

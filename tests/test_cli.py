@@ -29,14 +29,6 @@ def folder(tmp_path):
     return photos
 
 
-@pytest.fixture
-def model(tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-    monkeypatch.setenv("CLIP_DEVICE", "cpu")
-    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
-    return tiny_model_dir
-
-
 def run(*args):
     out = io.StringIO()
     status = cli.main(["predict", *args], out)

@@ -29,14 +29,6 @@ def bmp_rle8_bomb(width: int = 7_000_000, height: int = 16) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset) + info + palette + rows
 
 
-@pytest.fixture
-def model(tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-    monkeypatch.setenv("CLIP_DEVICE", "cpu")
-    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
-    return tiny_model_dir
-
-
 def predict(*args: str) -> tuple[int, list[dict]]:
     out = io.StringIO()
     status = cli.main(["predict", *args], out)

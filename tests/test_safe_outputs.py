@@ -20,14 +20,6 @@ HOSTILE_NAMES = ["=1+1.png", "+1.png", "-1.png", "@SUM(A1).png", "\tx.png", f"{E
 
 
 @pytest.fixture
-def model(tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("CLIP_MODEL", f"local-dir:{tiny_model_dir}")
-    monkeypatch.setenv("CLIP_DEVICE", "cpu")
-    monkeypatch.setenv("CLIP_CPU_PRECISION", "fp32")
-    return tiny_model_dir
-
-
-@pytest.fixture
 def hostile_names(tmp_path, monkeypatch):
     """Photos whose names a spreadsheet or terminal would act on, in the current folder, so that
     each path cell starts with the name."""

@@ -17,7 +17,6 @@ import base64
 import importlib.util
 import io
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -144,17 +143,6 @@ def rate(value: float) -> str:
 
 def ratio(before: float, after: float) -> str:
     return f"{before / after:.1f}x"
-
-
-def cpu_name() -> str:
-    """The CPU's model name, for the report's header only (capabilities come from torch)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Bench:
@@ -671,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             device = torch.cuda.get_device_name()
         else:
             native = "native bf16" if compute.native_bf16() else "no native bf16"
-            device = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, {native}"
+            device = f"{cpu_runtime.cpu_name()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, {native}"
         header = (
             f"# bench.py on {device}, {date.today().isoformat()}\n\n"
             f"`python -m tools.bench {' '.join(argv if argv is not None else sys.argv[1:])}` "
