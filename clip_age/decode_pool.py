@@ -77,7 +77,7 @@ class DecodePool:
         except _Overran:
             self._replace(worker, "it overran its deadline")
             raise DecodeFailed(
-                f"Decoding the photo took longer than {budget:.3g} s, the limit for a file of "
+                f"Decoding the photo took longer than {allowance:.3g} s, the limit for a file of "
                 f"{size / 1e6:.2g} MB (DECODE_TIMEOUT_S). "
                 "Send a smaller or simpler photo: an ordinary JPEG or PNG."
             ) from None
