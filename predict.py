@@ -9,11 +9,12 @@ import cog
 from cog import BaseModel, BaseRunner, Input, Path
 
 import clip_age
-from clip_age import cog_uploads, options, pipeline
-from clip_age.batcher import MicroBatcher
-from clip_age.decode_pool import DecodeFailed, DecodePool
-from clip_age.faces import DetectorUnavailable, FaceDetector
-from clip_age.images import InvalidImage
+from clip_age import pipeline, request_options
+from clip_age.decoding import cog_uploads
+from clip_age.decoding.decode_pool import DecodeFailed, DecodePool
+from clip_age.decoding.faces import DetectorUnavailable, FaceDetector
+from clip_age.decoding.images import InvalidImage
+from clip_age.estimation.batcher import MicroBatcher
 from clip_age.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,16 +110,16 @@ class Predictor(BaseRunner):
             log.warning("Ignoring %s", _named_briefly(unknown))
         try:
             path = _uploaded_file(image)
-            with_probabilities = options.yes_or_no("return_probabilities", return_probabilities)
-            faces = options.face_request(min_face_size, max_faces)
-            if options.yes_or_no("detect_faces", detect_faces):
+            with_probabilities = request_options.yes_or_no("return_probabilities", return_probabilities)
+            faces = request_options.face_request(min_face_size, max_faces)
+            if request_options.yes_or_no("detect_faces", detect_faces):
                 if self.detector_problem:
                     raise DetectorUnavailable(self.detector_problem)
             else:
                 faces = None
             prepared = await self.decoders.prepare(path, faces, started=arrived)
         # Whatever the client sent that we cannot use ends here, as a plain sentence.
-        except (options.OptionError, InvalidImage, DecodeFailed, DetectorUnavailable) as refusal:
+        except (request_options.OptionError, InvalidImage, DecodeFailed, DetectorUnavailable) as refusal:
             raise Refused(str(refusal)) from None
         batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
         # Shows in the response's metrics: how many images shared this request's forward pass.
@@ -140,5 +141,5 @@ def _uploaded_file(image: object) -> str:
     through as it is, and reading that would open a file of the server's: refused, with the
     same words whatever the string names."""
     if not isinstance(image, Path) or not image.is_file():
-        raise options.OptionError(SEND_A_PHOTO)
+        raise request_options.OptionError(SEND_A_PHOTO)
     return str(image)

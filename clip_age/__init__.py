@@ -15,13 +15,13 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from clip_age.options import DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SIZE
-from clip_age.results import AgeDistribution, FaceAge, PhotoAge
+from clip_age.answers.results import AgeDistribution, FaceAge, PhotoAge
+from clip_age.request_options import DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SIZE
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
 
 __all__ = ["AgeDistribution", "DecodeFailed", "FaceAge", "InvalidImage", "PhotoAge", "load", "predict"]
 
@@ -30,11 +30,11 @@ def __getattr__(name: str) -> type:
     """The two errors predict() raises, imported when first asked for: their modules bring in
     the image decoders, which `import clip_age` alone does not need."""
     if name == "InvalidImage":
-        from clip_age.images import InvalidImage
+        from clip_age.decoding.images import InvalidImage
 
         return InvalidImage
     if name == "DecodeFailed":
-        from clip_age.decode_pool import DecodeFailed
+        from clip_age.decoding.decode_pool import DecodeFailed
 
         return DecodeFailed
     raise AttributeError(f"module 'clip_age' has no attribute {name!r}")
@@ -59,7 +59,7 @@ def load(
     extra, CLIP_CPU_RUNTIME and CLIP_EXPORT_DIR say whether and from where the image tower runs
     in OpenVINO or ONNX Runtime (with cpu_precision "auto" only).
     """
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
     from clip_age.settings import Settings
     from prompts import TEMPLATES
 
@@ -95,10 +95,11 @@ def predict(
     import numpy as np
     from PIL import Image
 
-    from clip_age import bulk_loader, pipeline
-    from clip_age.batch_split import split_batch
-    from clip_age.faces import FaceDetector
-    from clip_age.options import face_request
+    from clip_age import pipeline
+    from clip_age.decoding import bulk_loader
+    from clip_age.decoding.faces import FaceDetector
+    from clip_age.estimation.batch_split import split_batch
+    from clip_age.request_options import face_request
     from clip_age.settings import Settings
 
     request = face_request(min_face_size, max_faces)

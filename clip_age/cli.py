@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from clip_age import model_choice, options
-from clip_age.safe_text import printable
+from clip_age import request_options
+from clip_age.answers.safe_text import printable
+from clip_age.estimation import model_choice
 from clip_age.settings import Settings
 
 if TYPE_CHECKING:
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
 
 IMAGE_SUFFIXES = (
     ".jpg",
@@ -57,7 +58,7 @@ class UsageError(ValueError):
 class PredictRequest:
     files: list[str]
     names: list[str]  # each file's path below the folder it was found in: --draw's file names
-    faces: options.FaceRequest | None
+    faces: request_options.FaceRequest | None
     require_face: bool
     detector: Path
     draw: Path | None
@@ -105,9 +106,10 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
     1 when any photo failed, else 0."""
     from tqdm import tqdm
 
-    from clip_age import bulk_loader, pipeline
-    from clip_age.batch_split import split_batch
-    from clip_age.outputs import AnswerWriter, Drawings
+    from clip_age import pipeline
+    from clip_age.answers.writers import AnswerWriter, Drawings
+    from clip_age.decoding import bulk_loader
+    from clip_age.estimation.batch_split import split_batch
     from clip_age.settings import Settings
 
     settings = Settings.from_env()
@@ -150,11 +152,11 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
 
 def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
     """Every option, before the model loads."""
-    batch_size = options.whole_number("--batch-size", _number(args.batch_size), *BATCH_SIZE_RANGE)
+    batch_size = request_options.whole_number("--batch-size", _number(args.batch_size), *BATCH_SIZE_RANGE)
     workers = (
         None
         if args.workers is None
-        else options.whole_number("--workers", _number(args.workers), *WORKERS_RANGE)
+        else request_options.whole_number("--workers", _number(args.workers), *WORKERS_RANGE)
     )
     if args.command == "evaluate":
         if not Path(args.dataset).exists():
@@ -174,12 +176,12 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
             "--detector out to use FACE_DETECTOR_MODEL or the one `clip-age download` fetches."
         )
     if args.faces:
-        faces = options.face_request(
-            _number(args.min_face_size, options.DEFAULT_MIN_FACE_SIZE),
-            _number(args.max_faces, options.DEFAULT_MAX_FACES),
+        faces = request_options.face_request(
+            _number(args.min_face_size, request_options.DEFAULT_MIN_FACE_SIZE),
+            _number(args.max_faces, request_options.DEFAULT_MAX_FACES),
             cli=True,
         )
-        from clip_age.faces import DetectorUnavailable, FaceDetector
+        from clip_age.decoding.faces import DetectorUnavailable, FaceDetector
 
         if not args.detector and not detector.exists():
             _fetch_detector(args, settings, detector)
@@ -231,7 +233,7 @@ def _predict_on_ray(
     request: PredictRequest, args: argparse.Namespace, choice: model_choice.ModelChoice, settings: Settings
 ) -> int:
     try:
-        from clip_age import ray_engine
+        from clip_age.ray_cluster import engine
     except ImportError as missing:
         if missing.name not in ("ray", "pyarrow") and not (missing.name or "").startswith("ray."):
             raise
@@ -239,14 +241,14 @@ def _predict_on_ray(
             '--engine ray needs Ray Data, which is not installed: pip install "clip-age-predictor[ray]" '
             '(in a clone: pip install -e ".[ray]").'
         ) from None
-    model = ray_engine.ModelChoice(
+    model = engine.ModelChoice(
         model=choice.model,
         pretrained=choice.pretrained,
         device=args.device or settings.device,
         precision=args.precision or settings.cpu_precision,
     )
-    job = ray_engine.RayJob(args.paths, args.out, args.address, args.resume, model)
-    return ray_engine.run(request, job)
+    job = engine.RayJob(args.paths, args.out, args.address, args.resume, model)
+    return engine.run(request, job)
 
 
 def photo_files(paths: list[str]) -> tuple[list[str], list[str]]:
@@ -296,7 +298,7 @@ def _load(args: argparse.Namespace, choice: model_choice.ModelChoice, settings: 
     """The model, its weights fetched first if this machine has never had them (the HTTP server
     never fetches: its weights are put into the image when it is built)."""
     import clip_age
-    from clip_age import weights
+    from clip_age.estimation import weights
 
     try:
         if choice.fetchable:
@@ -312,7 +314,7 @@ def _load(args: argparse.Namespace, choice: model_choice.ModelChoice, settings: 
 
 
 def _fetch(choice: model_choice.ModelChoice) -> None:
-    from clip_age import download
+    from clip_age.estimation import download
 
     def announce(note: str) -> None:
         print(
@@ -327,7 +329,7 @@ def _fetch(choice: model_choice.ModelChoice) -> None:
 def _fetch_detector(args: argparse.Namespace, settings: Settings, target: Path) -> None:
     """The face detector, fetched on first use into the place the default FACE_DETECTOR_MODEL
     names; a FACE_DETECTOR_MODEL set to a missing file is left to say so."""
-    from clip_age import detector_file
+    from clip_age.decoding import detector_file
     from clip_age.settings import default_face_detector
 
     if target != default_face_detector(os.environ):
@@ -336,7 +338,7 @@ def _fetch_detector(args: argparse.Namespace, settings: Settings, target: Path) 
         "--offline was given" if args.offline else "HF_HUB_OFFLINE is on" if settings.hub_offline else ""
     )
     if offline:
-        from clip_age.faces import DetectorUnavailable
+        from clip_age.decoding.faces import DetectorUnavailable
 
         raise DetectorUnavailable(
             f"Face detection needs the YuNet face detector, not yet at {target}; nothing was downloaded: "
@@ -380,7 +382,7 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
     # This one command is allowed the network: the Hugging Face client reads the setting when it
     # is first imported, which is below.
     os.environ["HF_HUB_OFFLINE"] = "0"
-    from clip_age import download
+    from clip_age.estimation import download
     from clip_age.settings import Settings
 
     if args.list:
@@ -392,7 +394,7 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
     print(download.download(model, pretrained), file=out)
     # The face detector comes the same way, into the place the default FACE_DETECTOR_MODEL names,
     # unless FACE_DETECTOR_MODEL names a file of the user's own.
-    from clip_age import detector_file
+    from clip_age.decoding import detector_file
     from clip_age.settings import default_face_detector
 
     default = default_face_detector(os.environ)
@@ -411,14 +413,14 @@ def _download(args: argparse.Namespace, out: TextIO) -> int:
 # such a type can only come from a module already imported, so only those are looked at: a usage
 # error must not wait for torch to load.
 MISTAKES = (
-    ("clip_age.options", "OptionError"),
+    ("clip_age.request_options", "OptionError"),
     ("clip_age.settings", "SettingError"),
-    ("clip_age.model_choice", "ModelChoiceError"),
-    ("clip_age.weights", "WeightsError"),
-    ("clip_age.compute", "DeviceError"),
-    ("clip_age.faces", "DetectorUnavailable"),
-    ("clip_age.download", "DownloadError"),
-    ("clip_age.detector_file", "DetectorDownloadError"),
+    ("clip_age.estimation.model_choice", "ModelChoiceError"),
+    ("clip_age.estimation.weights", "WeightsError"),
+    ("clip_age.estimation.device_choice", "DeviceError"),
+    ("clip_age.decoding.faces", "DetectorUnavailable"),
+    ("clip_age.estimation.download", "DownloadError"),
+    ("clip_age.decoding.detector_file", "DetectorDownloadError"),
     ("clip_age.evaluation.datasets", "DatasetError"),
     ("clip_age.evaluation.evaluate", "TemplateError"),
 )
@@ -433,7 +435,7 @@ def _users_mistake(error: Exception) -> bool:
 
 
 def _number(value: str | None, default: int | None = None) -> object:
-    """An option's text as an int where it is one, for options.whole_number to judge."""
+    """An option's text as an int where it is one, for request_options.whole_number to judge."""
     if value is None:
         return default
     try:
@@ -464,12 +466,12 @@ def _parser() -> argparse.ArgumentParser:
         "--require-face", action="store_true", help="with --faces: skip photos without a face"
     )
     predict_command.add_argument(
-        "--min-face-size", help=f"with --faces: smallest face, in pixels ({options.MIN_FACE_SIZE_RANGE[0]} to "
-        f"{options.MIN_FACE_SIZE_RANGE[1]}, default {options.DEFAULT_MIN_FACE_SIZE})",
+        "--min-face-size", help=f"with --faces: smallest face, in pixels ({request_options.MIN_FACE_SIZE_RANGE[0]} to "
+        f"{request_options.MIN_FACE_SIZE_RANGE[1]}, default {request_options.DEFAULT_MIN_FACE_SIZE})",
     )  # fmt: skip
     predict_command.add_argument(
-        "--max-faces", help=f"with --faces: the largest this many ({options.MAX_FACES_RANGE[0]} to "
-        f"{options.MAX_FACES_RANGE[1]}, default {options.DEFAULT_MAX_FACES})",
+        "--max-faces", help=f"with --faces: the largest this many ({request_options.MAX_FACES_RANGE[0]} to "
+        f"{request_options.MAX_FACES_RANGE[1]}, default {request_options.DEFAULT_MAX_FACES})",
     )  # fmt: skip
     predict_command.add_argument(
         "--detector",

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clip_age.faces import Face, FaceDetector, crop_box
-from clip_age.images import load_image
-from clip_age.limits import DecodeLimits
-from clip_age.options import FaceRequest
-from clip_age.preprocess import InputSpec, to_model_input
-from clip_age.results import AgeDistribution, FaceAge, PhotoAge
+from clip_age.answers.results import AgeDistribution, FaceAge, PhotoAge
+from clip_age.decoding.faces import Face, FaceDetector, crop_box
+from clip_age.decoding.images import load_image
+from clip_age.decoding.upload_limits import DecodeLimits
+from clip_age.estimation.preprocess import InputSpec, to_model_input
+from clip_age.request_options import FaceRequest
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clip_age import detector_file
-from clip_age.limits import DecodeLimits, PoolLimits
+from clip_age.decoding import detector_file
+from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
 
 DEVICES = ("auto", "cuda", "cpu")
 CPU_PRECISIONS = ("auto", "bf16", "int8", "fp32")

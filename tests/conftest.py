@@ -40,7 +40,7 @@ def model(tiny_model_dir, monkeypatch):
 
 @pytest.fixture(scope="session")
 def estimator(tiny_model_dir):
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
 
     # fp32: answers are compared with other paths and with open_clip; bf16 and int8 have tests of their own.
     return AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")

@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from clip_age import images  # noqa: F401  (registers the HEIF plugin, for saving HEIC too)
+from clip_age.decoding import images  # noqa: F401  (registers the HEIF plugin, for saving HEIC too)
 
 RED, GREEN, BLUE, YELLOW = (220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30)
 WIDTH, HEIGHT = 96, 64  # not square, so a wrong rotation also shows in the size

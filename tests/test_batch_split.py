@@ -9,7 +9,7 @@ import pytest
 
 import clip_age
 from clip_age import cli
-from clip_age.batch_split import split_batch
+from clip_age.estimation.batch_split import split_batch
 from tests.conftest import EXAMPLES
 from tests.test_cli import group_photo
 

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from clip_age.batcher import MicroBatcher
+from clip_age.estimation.batcher import MicroBatcher
 
 
 class GatedModel:

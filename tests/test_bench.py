@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from clip_age import cpu_runtime
+from clip_age.estimation import cpu_runtime
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

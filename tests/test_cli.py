@@ -100,7 +100,7 @@ def test_csv_with_faces_has_one_row_per_face_and_a_row_saying_so_for_a_photo_wit
 
 
 def cli_columns() -> list[str]:
-    from clip_age.outputs import CSV_COLUMNS
+    from clip_age.answers.writers import CSV_COLUMNS
 
     return CSV_COLUMNS
 
@@ -261,8 +261,8 @@ from pathlib import Path
 from PIL import Image
 import clip_age
 from clip_age import cli
-from clip_age.faces import FaceDetector
-from clip_age.options import FaceRequest
+from clip_age.decoding.faces import FaceDetector
+from clip_age.request_options import FaceRequest
 from clip_age.settings import Settings
 
 DETECTOR = Settings.from_env().face_detector_model

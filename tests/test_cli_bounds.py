@@ -12,9 +12,10 @@ import time
 import pytest
 
 import clip_age
-from clip_age import bulk_loader, cli
-from clip_age.decode_pool import DecodeFailed, DecodePool
-from clip_age.images import InvalidImage
+from clip_age import cli
+from clip_age.decoding import bulk_loader
+from clip_age.decoding.decode_pool import DecodeFailed, DecodePool
+from clip_age.decoding.images import InvalidImage
 from tests import hostile_files as hostile
 from tests.conftest import EXAMPLES, REPO
 

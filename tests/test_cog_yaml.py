@@ -13,9 +13,9 @@ import yaml
 from cog import BaseModel, BaseRunner
 
 import predict
-from clip_age import options
-from clip_age.images import ACCEPTED_NAMES
-from clip_age.limits import DecodeLimits
+from clip_age import request_options
+from clip_age.decoding.images import ACCEPTED_NAMES
+from clip_age.decoding.upload_limits import DecodeLimits
 from tests.cog_server import decorator_concurrency
 from tests.conftest import REPO, SHARED
 
@@ -115,9 +115,12 @@ def test_output_faces_are_a_typed_model_with_the_six_fields():
 
 def test_input_bounds_and_defaults_in_the_signature_are_the_ones_run_checks():
     min_face, max_faces = RUN["min_face_size"].default, RUN["max_faces"].default
-    assert (min_face.ge, min_face.le) == options.MIN_FACE_SIZE_RANGE
-    assert (max_faces.ge, max_faces.le) == options.MAX_FACES_RANGE
-    assert (min_face.default, max_faces.default) == (options.DEFAULT_MIN_FACE_SIZE, options.DEFAULT_MAX_FACES)
+    assert (min_face.ge, min_face.le) == request_options.MIN_FACE_SIZE_RANGE
+    assert (max_faces.ge, max_faces.le) == request_options.MAX_FACES_RANGE
+    assert (min_face.default, max_faces.default) == (
+        request_options.DEFAULT_MIN_FACE_SIZE,
+        request_options.DEFAULT_MAX_FACES,
+    )
 
 
 def test_input_descriptions_state_the_real_formats_and_default_limits():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_age import compute, cpu_runtime
 from clip_age.dev.tiny_models import build_random_model
-from clip_age.estimator import AgeEstimator
+from clip_age.estimation import cpu_runtime, device_choice
+from clip_age.estimation.estimator import AgeEstimator
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_image_and_text_embeddings_stay_within_a_cosine_of_0_999_of_fp32(
             cpu_runtime_setting=runtime,
             export_dir=export_dir,
         )
-    chosen = compute.cpu_precision("auto").name if precision == "auto" else precision
+    chosen = device_choice.cpu_precision("auto").name if precision == "auto" else precision
     assert estimator.precision.name == chosen
     if runtime != "torch":  # the image tower in the runtime passed the setup gate
         assert "was not used" not in estimator.serving and estimator.clip.image_tower is not None

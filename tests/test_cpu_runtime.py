@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from clip_age import compute, cpu_runtime
-from clip_age.estimator import AgeEstimator
+from clip_age.estimation import cpu_runtime, device_choice
+from clip_age.estimation.estimator import AgeEstimator
 
 pytestmark = pytest.mark.skipif(not cpu_runtime.installed(), reason="the cpu extra is not installed")
 
 RUNTIMES = {"openvino": cpu_runtime.OPENVINO, "onnxruntime": cpu_runtime.ONNXRUNTIME}
-TORCH = f"torch {compute.cpu_precision('auto').name}"
+TORCH = f"torch {device_choice.cpu_precision('auto').name}"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_each_runtime_serves_with_embeddings_within_a_cosine_of_0_999_of_fp32(
 
 
 def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, export_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="clip_age.cpu_runtime"):
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
         first = load(tiny_model_dir, export_dir)
     timed = [
         record.message for record in caplog.records if record.message.startswith("Timed the image tower")
@@ -81,7 +81,7 @@ def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, exp
     exported = {path: path.stat().st_mtime_ns for path in folder.rglob("*.onnx")}
     assert len(exported) == 2  # fp32 and int8
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="clip_age.cpu_runtime"):
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
         second = load(tiny_model_dir, export_dir)
     assert not [
         record for record in caplog.records if "Exported" in record.message or "Timed" in record.message
@@ -104,7 +104,7 @@ def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir
 def test_a_runtime_that_disagrees_steps_down_to_torch(
     tiny_model_dir, export_dir, fp32, pixels, setting, caplog
 ):
-    with caplog.at_level(logging.WARNING, logger="clip_age.estimator"):
+    with caplog.at_level(logging.WARNING, logger="clip_age.estimation.estimator"):
         estimator = load(tiny_model_dir, export_dir, setting, break_with(RUNTIMES[setting]))
     reason = f"{RUNTIMES[setting]} was not used: its image embeddings are at a cosine of"
     assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving

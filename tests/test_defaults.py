@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from clip_age import images, options
-from clip_age.limits import DecodeLimits, PoolLimits
+from clip_age import request_options
+from clip_age.decoding import images
+from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
 from clip_age.settings import Settings
 from tests.conftest import REPO
 
@@ -42,13 +43,13 @@ def test_the_face_options_are_the_same_in_predict_py_the_api_the_cli_and_the_rea
     inputs = predict_inputs()
     api = inspect.signature(clip_age.predict).parameters
     for name, default, (low, high) in (
-        ("min_face_size", options.DEFAULT_MIN_FACE_SIZE, options.MIN_FACE_SIZE_RANGE),
-        ("max_faces", options.DEFAULT_MAX_FACES, options.MAX_FACES_RANGE),
+        ("min_face_size", request_options.DEFAULT_MIN_FACE_SIZE, request_options.MIN_FACE_SIZE_RANGE),
+        ("max_faces", request_options.DEFAULT_MAX_FACES, request_options.MAX_FACES_RANGE),
     ):
         assert (inputs[name]["default"], inputs[name]["ge"], inputs[name]["le"]) == (default, low, high)
         assert api[name].default == default
         assert readme_row(f"`{name}`")[1:3] == [f"int, {low}..{high}", str(default)]
-        assert options.FaceRequest().__getattribute__(name) == default
+        assert request_options.FaceRequest().__getattribute__(name) == default
 
 
 def test_the_accepted_formats_are_named_the_same_everywhere():
@@ -109,7 +110,7 @@ def test_the_configuration_table_shows_the_defaults(variable, field):
 def test_the_library_takes_its_default_model_from_the_settings():
     import inspect
 
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
 
     parameters = inspect.signature(AgeEstimator).parameters
     assert (parameters["model_name"].default, parameters["pretrained"].default) == (

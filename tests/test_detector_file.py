@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clip_age import cli, detector_file
+from clip_age import cli
+from clip_age.decoding import detector_file
 from clip_age.settings import default_face_detector
 from tests.conftest import EXAMPLES, REPO
 from tests.fake_hub import FakeHub

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
-from clip_age.drawing import BOX, DARK, ages_text, draw_answer
-from clip_age.results import AgeDistribution, FaceAge, PhotoAge
+from clip_age.answers.drawing import BOX, DARK, ages_text, draw_answer
+from clip_age.answers.results import AgeDistribution, FaceAge, PhotoAge
 
 GREY = (120, 130, 140)
 

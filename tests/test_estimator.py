@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from clip_age import compute
 from clip_age.dev.tiny_models import build_tiny_model
-from clip_age.estimator import AgeEstimator, age_statistics
+from clip_age.estimation import device_choice
+from clip_age.estimation.estimator import AgeEstimator, age_statistics
 from prompts import AGES, CARD_TEMPLATE
 
 
@@ -125,7 +125,7 @@ def test_other_templates_change_the_prompt_embeddings(tiny_model_dir):
 
 
 def test_cuda_asked_for_without_a_gpu_fails_naming_the_driver_and_the_cpu_setting(tiny_model_dir):
-    with pytest.raises(compute.DeviceError) as raised:
+    with pytest.raises(device_choice.DeviceError) as raised:
         AgeEstimator(f"local-dir:{tiny_model_dir}", device="cuda")
     message = str(raised.value)
     assert message.startswith("CLIP_DEVICE=cuda, but no GPU can be used: PyTorch sees no NVIDIA GPU")
@@ -159,16 +159,16 @@ def test_each_cpu_precision_serves_and_says_so(tiny_model_dir, astronaut, settin
 
 
 def test_auto_picks_bf16_exactly_when_the_cpu_has_it_natively(monkeypatch):
-    monkeypatch.setattr(compute, "native_bf16", lambda: True)
-    assert compute.cpu_precision("auto").name == "bf16"
-    monkeypatch.setattr(compute, "native_bf16", lambda: False)
-    assert compute.cpu_precision("auto").name == "int8"
-    assert compute.cpu_precision("fp32") == compute.Precision("fp32", "set by CLIP_CPU_PRECISION")
+    monkeypatch.setattr(device_choice, "native_bf16", lambda: True)
+    assert device_choice.cpu_precision("auto").name == "bf16"
+    monkeypatch.setattr(device_choice, "native_bf16", lambda: False)
+    assert device_choice.cpu_precision("auto").name == "int8"
+    assert device_choice.cpu_precision("fp32") == device_choice.Precision("fp32", "set by CLIP_CPU_PRECISION")
 
 
 def test_native_bf16_is_what_torch_and_onednn_report_for_this_cpu():
     hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert compute.native_bf16() is (hardware and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert device_choice.native_bf16() is (hardware and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def test_text_embeddings_from_the_cut_context_equal_open_clips_full_context(estimator):

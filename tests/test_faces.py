@@ -4,9 +4,9 @@ import pytest
 from PIL import Image, ImageFilter
 
 from clip_age import pipeline
-from clip_age.faces import NMS_THRESHOLD, DetectorUnavailable, Face, FaceDetector, crop_box
-from clip_age.options import FaceRequest
-from clip_age.preprocess import InputSpec
+from clip_age.decoding.faces import NMS_THRESHOLD, DetectorUnavailable, Face, FaceDetector, crop_box
+from clip_age.estimation.preprocess import InputSpec
+from clip_age.request_options import FaceRequest
 from tests.conftest import EXAMPLES
 from tests.image_corpus import save
 

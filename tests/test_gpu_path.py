@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from clip_age import gpu_path
-from clip_age.estimator import AgeEstimator
+from clip_age.estimation import gpu_path
+from clip_age.estimation.estimator import AgeEstimator
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_the_estimator_serves_what_the_check_chose(tiny_model_dir, probe):
     estimator = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
     good = estimator._forward(probe)
     estimator._forward = lambda px: shift_ages(good[: len(px)])  # a broken fast path
-    from clip_age import weights
+    from clip_age.estimation import weights
 
     reference = type(estimator.clip)(
         weights.create(weights.locate(f"local-dir:{tiny_model_dir}", None), "cpu", "fp32"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clip_age.images import InvalidImage, load_image
+from clip_age.decoding.images import InvalidImage, load_image
 from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri, encode

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from clip_age import images
-from clip_age.images import InvalidImage, load_image
-from clip_age.limits import DecodeLimits
+from clip_age.decoding import images
+from clip_age.decoding.images import InvalidImage, load_image
+from clip_age.decoding.upload_limits import DecodeLimits
 from tests import hostile_files as hostile
 from tests.image_corpus import (
     BLUE,

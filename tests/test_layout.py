@@ -128,7 +128,7 @@ def test_pip_install_gives_the_clip_age_command(tmp_path, tiny_model_dir, yunet_
 def test_the_errors_predict_raises_are_the_packages_own_names_and_load_lazily():
     code = (
         "import sys, clip_age; assert 'PIL' not in sys.modules; "
-        "from clip_age.images import InvalidImage; from clip_age.decode_pool import DecodeFailed; "
+        "from clip_age.decoding.images import InvalidImage; from clip_age.decoding.decode_pool import DecodeFailed; "
         "assert clip_age.InvalidImage is InvalidImage and clip_age.DecodeFailed is DecodeFailed"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -7,13 +7,13 @@ import open_clip
 import pytest
 from open_clip.pretrained import get_pretrained_cfg
 
-from clip_age import model_choice, open_clip_names
+from clip_age.estimation import model_choice, open_clip_names
 from clip_age.settings import Settings
 
 
 def test_the_record_is_the_installed_open_clips_registry():
     recorded = json.loads(open_clip_names.RECORD.read_text())
-    assert recorded == open_clip_names.from_open_clip(), "run: python -m clip_age.open_clip_names"
+    assert recorded == open_clip_names.from_open_clip(), "run: python -m clip_age.estimation.open_clip_names"
 
 
 def test_a_record_of_another_open_clip_version_is_not_used(monkeypatch, tmp_path):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from clip_age.decoding.images import load_image
 from clip_age.dev.photos import phone_photo
-from clip_age.images import load_image
-from clip_age.preprocess import InputSpec, source_box, to_model_input
+from clip_age.estimation.preprocess import InputSpec, source_box, to_model_input
 from tests.conftest import EXAMPLES
 
 MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(3, 1, 1)

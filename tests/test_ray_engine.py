@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import clip_age
 from clip_age import cli
 from tests.conftest import EXAMPLES, REPO
 
@@ -283,7 +282,7 @@ def test_an_output_file_is_written_whole_once_and_a_cut_write_is_redone(tmp_path
     pytest.importorskip("ray", reason=INSTALL_HINT)
     import pyarrow
 
-    from clip_age.ray_output import OutputFolder, schema
+    from clip_age.ray_cluster.output import OutputFolder, schema
 
     rows = [{"path": f"photo{i}.jpg", "age": i + 1, "faces": []} for i in range(3)]
     folder = OutputFolder(str(tmp_path / "out"))
@@ -303,7 +302,7 @@ def test_an_output_file_is_written_whole_once_and_a_cut_write_is_redone(tmp_path
 
 def test_the_decode_tasks_prepare_photos_for_the_models_own_input(estimator, tiny_model_dir):
     pytest.importorskip("ray", reason=INSTALL_HINT)
-    from clip_age.ray_engine import ModelChoice, input_spec
+    from clip_age.ray_cluster.engine import ModelChoice, input_spec
 
     choice = ModelChoice(f"local-dir:{tiny_model_dir}", "", "cpu", "fp32")
     assert input_spec(choice) == estimator.input_spec
@@ -322,9 +321,9 @@ def test_missing_weights_stop_the_ray_engine_before_ray_starts(model, monkeypatc
 
 def test_a_shard_gives_its_image_members_less_those_done_and_refuses_large_ones_unread(tmp_path):
     pytest.importorskip("ray", reason=INSTALL_HINT)
-    from clip_age.images import InvalidImage
-    from clip_age.limits import DecodeLimits
-    from clip_age.ray_sources import Shard, shard_members
+    from clip_age.decoding.images import InvalidImage
+    from clip_age.decoding.upload_limits import DecodeLimits
+    from clip_age.ray_cluster.sources import Shard, shard_members
 
     shard = tmp_path / "shard.tar"
     with tarfile.open(shard, "w") as archive:
@@ -349,7 +348,7 @@ def test_a_shard_gives_its_image_members_less_those_done_and_refuses_large_ones_
 
 def test_stages_leave_room_for_the_tasks_on_any_cluster():
     pytest.importorskip("ray", reason=INSTALL_HINT)
-    from clip_age.ray_engine import plan
+    from clip_age.ray_cluster.engine import plan
 
     for cpus in (1, 2, 3, 8, 64):
         for gpus in (0, 1, 4):
@@ -382,7 +381,7 @@ def test_ray_options_with_the_local_engine_are_a_usage_error(model, capsys):
 
 def test_without_ray_the_ray_engine_says_how_to_install_it(model, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
-    monkeypatch.delitem(sys.modules, "clip_age.ray_engine", raising=False)
-    monkeypatch.delattr(clip_age, "ray_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "clip_age.ray_cluster.engine", raising=False)
+    monkeypatch.delattr("clip_age.ray_cluster.engine", raising=False)
     assert cli.main(["predict", "--engine", "ray", "--out", str(tmp_path), str(EXAMPLES)], io.StringIO()) == 2
     assert 'pip install -e ".[ray]"' in capsys.readouterr().err

@@ -21,9 +21,9 @@ from PIL import Image, ImageOps
 
 import clip_age
 from clip_age import cli
+from clip_age.decoding.faces import Face, crop_box
 from clip_age.dev.photos import phone_photo
 from clip_age.dev.tiny_models import build_tiny_model
-from clip_age.faces import Face, crop_box
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clip_age.cog_uploads import FILE_PREFIX, UNUSABLE
+from clip_age.decoding.cog_uploads import FILE_PREFIX, UNUSABLE
 from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
 from tests.conftest import EXAMPLES, data_uri

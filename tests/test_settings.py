@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from clip_age.limits import DecodeLimits, PoolLimits
+from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
 from clip_age.settings import DEFAULT_EXPORT_DIR, Settings, default_face_detector
 
 

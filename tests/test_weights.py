@@ -7,9 +7,9 @@ import pytest
 import torch
 from open_clip.transformer import QuickGELU
 
-from clip_age import weights
 from clip_age.dev.tiny_models import TINY_CONFIG
-from clip_age.estimator import AgeEstimator
+from clip_age.estimation import weights
+from clip_age.estimation.estimator import AgeEstimator
 
 SHA = "0" * 64
 

@@ -33,14 +33,15 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import cli, compute, cpu_runtime, pipeline
-from clip_age.decode_pool import DecodePool
+from clip_age import cli, pipeline
+from clip_age.decoding.decode_pool import DecodePool
+from clip_age.decoding.faces import FaceDetector
+from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
 from clip_age.dev.photos import phone_photo
 from clip_age.dev.tiny_models import build_random_model, build_tiny_model
-from clip_age.estimator import AgeEstimator
-from clip_age.faces import FaceDetector
-from clip_age.limits import DecodeLimits, PoolLimits
-from clip_age.options import FaceRequest
+from clip_age.estimation import cpu_runtime, device_choice
+from clip_age.estimation.estimator import AgeEstimator
+from clip_age.request_options import FaceRequest
 from clip_age.settings import Settings
 from prompts import AGES, PROMPTS
 from tests.cog_server import LocalCogServer
@@ -378,7 +379,7 @@ class Bench:
         run's fixed start."""
         import ray
 
-        from clip_age import ray_engine
+        from clip_age.ray_cluster import engine
 
         folder = self.workdir / "ray-photos"
         data = Path(self.photos["256 px face JPEG"]).read_bytes()
@@ -394,13 +395,13 @@ class Bench:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
         startup = time.perf_counter() - started
         precision = estimator.precision.name if self.device == "cpu" else "auto"
-        model = ray_engine.ModelChoice(spec, "", self.device, precision)
+        model = engine.ModelChoice(spec, "", self.device, precision)
         seconds = {}
         try:
             for photos, sources in ((len(files) // 2, [str(folder / "part0")]), (len(files), [str(folder)])):
-                job = ray_engine.RayJob(sources, str(self.workdir / f"ray-out-{photos}"), None, False, model)
+                job = engine.RayJob(sources, str(self.workdir / f"ray-out-{photos}"), None, False, model)
                 started = time.perf_counter()
-                ray_engine.run(request, job)
+                engine.run(request, job)
                 seconds[photos] = time.perf_counter() - started
         finally:
             ray.shutdown()
@@ -645,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     args.models = args.models or (["tiny"] if quick else ["ViT-B-32", "ViT-L-14"])
-    args.precisions = args.precisions or ["fp32", "int8", *(["bf16"] if compute.native_bf16() else [])]
+    args.precisions = args.precisions or ["fp32", "int8", *(["bf16"] if device_choice.native_bf16() else [])]
     args.repeats = args.repeats or (3 if quick else 10)
     args.bulk = args.bulk or (16 if quick else 128)
     args.http_requests = args.http_requests or (4 if quick else 20)
@@ -658,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         if bench.device == "cuda":
             device = torch.cuda.get_device_name()
         else:
-            native = "native bf16" if compute.native_bf16() else "no native bf16"
+            native = "native bf16" if device_choice.native_bf16() else "no native bf16"
             device = f"{cpu_runtime.cpu_name()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}, {native}"
         header = (
             f"# bench.py on {device}, {date.today().isoformat()}\n\n"

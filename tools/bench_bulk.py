@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not above: decode workers import the main module again (as multiprocessing
     # does), and the clip-age command's own main module is as light as this one's top.
     from clip_age.dev.tiny_models import build_random_model
-    from clip_age.estimator import AgeEstimator
+    from clip_age.estimation.estimator import AgeEstimator
 
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as temporary:
         work = Path(args.workdir or temporary)
@@ -70,8 +70,9 @@ def decode_only(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from clip_age import bulk_loader, pipeline
-    from clip_age.preprocess import InputSpec
+    from clip_age import pipeline
+    from clip_age.decoding import bulk_loader
+    from clip_age.estimation.preprocess import InputSpec
 
     spec = InputSpec(224)
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as folder:

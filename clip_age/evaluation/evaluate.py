@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from clip_age import bulk_loader
-from clip_age.estimator import AgeEstimator
+from clip_age.answers.results import AgeDistribution
+from clip_age.answers.safe_text import spreadsheet_cell
+from clip_age.decoding import bulk_loader
+from clip_age.estimation.estimator import AgeEstimator
 from clip_age.evaluation import html_report, metrics, plots
 from clip_age.evaluation.datasets import Dataset, Sample
 from clip_age.evaluation.summary import ESTIMATES, natural_order
 from clip_age.evaluation.summary import table as table  # callers know it as evaluate.table
-from clip_age.results import AgeDistribution
-from clip_age.safe_text import spreadsheet_cell
 from prompts import TEMPLATES, check_template
 
 

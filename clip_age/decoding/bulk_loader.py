@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clip_age.decode_pool import DecodeFailed, DecodePool
-from clip_age.faces import Face
-from clip_age.images import InvalidImage
-from clip_age.options import FaceRequest
+from clip_age.decoding.decode_pool import DecodeFailed, DecodePool
+from clip_age.decoding.faces import Face
+from clip_age.decoding.images import InvalidImage
+from clip_age.estimation.preprocess import InputSpec
 from clip_age.pipeline import Prepared
-from clip_age.preprocess import InputSpec
+from clip_age.request_options import FaceRequest
 from clip_age.settings import Settings
 
 

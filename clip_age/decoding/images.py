@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageFile
 from pillow_heif import register_heif_opener
 
-from clip_age import avif, headers, jpeg
-from clip_age.limits import DecodeLimits
+from clip_age.decoding import avif, jpeg, structure_checks
+from clip_age.decoding.upload_limits import DecodeLimits
 
 # pillow-heif adds HEIC/HEIF (iPhone photos); Pillow decodes AVIF itself.
 register_heif_opener()
@@ -170,21 +170,21 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
     coded frames), in bytes; 0 when the file does not show it."""
     try:
         if kind == "PNG":
-            size = headers.png_size(data)
+            size = structure_checks.png_size(data)
             if size is not None:
                 _check_size(size, limits)  # the pixel limit's words come first
-            headers.check_png(data)
+            structure_checks.check_png(data)
         elif kind == "TIFF":
-            layout = headers.check_tiff(data)
+            layout = structure_checks.check_tiff(data)
             if layout is not None:
                 _check_size((layout.width, layout.height), limits)
                 _check_tiff_pieces(layout, limits)
                 return layout.piece_bytes
         elif kind == "WEBP":
-            canvas = headers.webp_canvas(data)
+            canvas = structure_checks.webp_canvas(data)
             if canvas is not None:
                 _check_size(canvas, limits)
-                if headers.webp_is_animated(data):
+                if structure_checks.webp_is_animated(data):
                     _check_bytes(canvas, WEBP_ANIMATION_BYTES_PER_PIXEL, "animated WebP", limits)
         elif kind in ("AVIF", "HEIF"):  # an AVIF may carry the generic HEIF brand
             coded = avif.coded_size(data)
@@ -193,14 +193,14 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
                     _check_size(coded, limits)  # the size it is coded at, which is decoded
                 return coded[0] * coded[1] * DECODER_COPY["AVIF"]
         elif kind == "GIF":
-            headers.check_gif(data)
+            structure_checks.check_gif(data)
         elif kind == "BMP":
-            headers.check_bmp(data)
-    except headers.HeaderProblem as problem:
+            structure_checks.check_bmp(data)
+    except structure_checks.HeaderProblem as problem:
         raise InvalidImage(_corrupt_message(kind, str(problem))) from None
-    except headers.MetadataTooLarge as problem:
+    except structure_checks.MetadataTooLarge as problem:
         raise InvalidImage(_metadata_message(kind, problem)) from None
-    except headers.UnsupportedVariant as variant:
+    except structure_checks.UnsupportedVariant as variant:
         raise InvalidImage(
             f"The {kind} image is {variant}, which is not supported. Save it as an uncompressed "
             f"{kind}, a PNG or a JPEG and re-upload it."
@@ -208,7 +208,7 @@ def _check_structure(data: bytes, kind: str | None, limits: DecodeLimits) -> int
     return 0
 
 
-def _check_tiff_pieces(layout: headers.TiffLayout, limits: DecodeLimits) -> None:
+def _check_tiff_pieces(layout: structure_checks.TiffLayout, limits: DecodeLimits) -> None:
     """libtiff decodes every tile whole, the parts outside the photo too: a 64x64 photo in one
     16384x16384 tile costs 268 megapixels of work."""
     covered = layout.covered_pixels
@@ -239,15 +239,15 @@ def _check_metadata(image: Image.Image) -> None:
         if isinstance(value, (bytes, str)):
             size = len(value) // 2 if key == "Raw profile type exif" else len(value)
             try:
-                headers.check_metadata(what, size)
-            except headers.MetadataTooLarge as problem:
+                structure_checks.check_metadata(what, size)
+            except structure_checks.MetadataTooLarge as problem:
                 raise InvalidImage(_metadata_message(image.format or "image", problem)) from None
 
 
 _FORMAT_NAMES = {"WEBP": "WebP"}
 
 
-def _metadata_message(kind: str | None, problem: headers.MetadataTooLarge) -> str:
+def _metadata_message(kind: str | None, problem: structure_checks.MetadataTooLarge) -> str:
     name = _FORMAT_NAMES.get(kind, kind)
     return (
         f"The {name} file carries {_in_words(problem.size)} of {problem.what} metadata; at most "

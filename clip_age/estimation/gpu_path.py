@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from clip_age import age_rows
+from clip_age.estimation import age_rows
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import pyarrow.fs
 import pyarrow.parquet
 
 from clip_age.cli import UsageError
-from clip_age.ray_sources import file_system, is_uri
+from clip_age.ray_cluster.sources import file_system, is_uri
 
 # Leading "_" and ".": Parquet readers (pyarrow, pandas, Spark, Ray) skip such names in a folder.
 RUN_FILE = "_clip-age-run.json"

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from clip_age.limits import DecodeLimits
+from clip_age.decoding.upload_limits import DecodeLimits
 
 # OpenCV warns on every detector it creates that its new engine ignores backend targets.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

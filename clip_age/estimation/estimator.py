@@ -13,9 +13,10 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import age_rows, compute, cpu_runtime, gpu_path, settings, weights
-from clip_age.preprocess import InputSpec, to_model_input
-from clip_age.results import AgeDistribution
+from clip_age import settings
+from clip_age.answers.results import AgeDistribution
+from clip_age.estimation import age_rows, cpu_runtime, device_choice, gpu_path, weights
+from clip_age.estimation.preprocess import InputSpec, to_model_input
 from prompts import AGES, TEMPLATES, prompt_grid
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ class AgeEstimator:
         export_dir: Path | None = None,
         fault: cpu_runtime.Fault | None = None,
     ) -> None:
-        self.device = compute.resolve_device(device)
+        self.device = device_choice.resolve_device(device)
         on_cuda = self.device.type == "cuda"
         spec = weights.locate(model_name, pretrained)
         self.precision = (
-            compute.Precision("fp16", "a GPU") if on_cuda else compute.cpu_precision(cpu_precision)
+            device_choice.Precision("fp16", "a GPU")
+            if on_cuda
+            else device_choice.cpu_precision(cpu_precision)
         )
         if on_cuda:
             self.clip = _Clip(weights.create(spec, self.device, "fp16"), torch.float16)
@@ -210,7 +213,7 @@ class AgeEstimator:
             with torch.inference_mode():
                 self.logit_scale = float(self.model.logit_scale.exp())
             self.prompt_embeddings = self.embed_prompts(self.templates)
-            self.precision = compute.Precision("fp32", "the faster paths disagreed with fp32 at setup")
+            self.precision = device_choice.Precision("fp32", "the faster paths disagreed with fp32 at setup")
         self.clip = _Clip(self.clip.module, self.clip.dtype, served)
         self._forward = partial(self._rows, self.clip, self.prompt_embeddings)
         self.serving = f"the image tower in {served.describe()} on the CPU (checked against fp32 at setup)"

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from clip_age.results import AgeDistribution, PhotoAge
+from clip_age.answers.results import AgeDistribution, PhotoAge
 
 BOX = (255, 214, 0)  # amber: apart from skin, sky, foliage and most clothes
 DARK = (0, 0, 0)  # text, and a rim around boxes and labels so that they show on light backgrounds too

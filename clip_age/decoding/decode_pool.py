@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_age import decode_worker
-from clip_age.images import InvalidImage
-from clip_age.limits import DecodeLimits, PoolLimits
-from clip_age.options import FaceRequest
+from clip_age.decoding import decode_worker
+from clip_age.decoding.images import InvalidImage
+from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
+from clip_age.estimation.preprocess import InputSpec
 from clip_age.pipeline import Prepared
-from clip_age.preprocess import InputSpec
+from clip_age.request_options import FaceRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class DecodePool:
         self._config = decode_worker.WorkerConfig(spec, detector_model, decode_limits, limits.memory_bytes)
         self._limits, self._decode_limits = limits, decode_limits
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["clip_age.decode_worker"])
+        self._context.set_forkserver_preload(["clip_age.decoding.decode_worker"])
         self._closed = False
         # Idle workers. Made on the event loop at the first request (setup runs outside it).
         self._loop: asyncio.AbstractEventLoop | None = None

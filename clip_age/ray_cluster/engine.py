@@ -2,7 +2,7 @@
 
     sources (driver lists)  ->  decode tasks: read, size limit, strict decode, faces, crops
                             ->  actor pool: CLIP, one model per GPU (or per CPU node)
-                            ->  write tasks: Parquet files, whole or not at all (ray_output.py)
+                            ->  write tasks: Parquet files, whole or not at all (ray_cluster/output.py)
 
 Ray retries a task whose worker dies and restarts a killed actor, re-running its batch; the
 output files are named after their photos, so a retried write replaces its file instead of
@@ -32,15 +32,15 @@ import ray
 import ray.data
 
 from clip_age import pipeline
-from clip_age.batch_split import split_batch
 from clip_age.cli import PredictRequest
-from clip_age.faces import Face, FaceDetector
-from clip_age.images import InvalidImage
-from clip_age.limits import DecodeLimits
-from clip_age.options import FaceRequest
-from clip_age.preprocess import InputSpec
-from clip_age.ray_output import OutputFolder, schema
-from clip_age.ray_sources import PhotoFile, Shard, read_photo, resolve_sources, shard_members
+from clip_age.decoding.faces import Face, FaceDetector
+from clip_age.decoding.images import InvalidImage
+from clip_age.decoding.upload_limits import DecodeLimits
+from clip_age.estimation.batch_split import split_batch
+from clip_age.estimation.preprocess import InputSpec
+from clip_age.ray_cluster.output import OutputFolder, schema
+from clip_age.ray_cluster.sources import PhotoFile, Shard, read_photo, resolve_sources, shard_members
+from clip_age.request_options import FaceRequest
 
 # Each Parquet file holds this many of the model's batches: fewer, larger files, and at most
 # this much work to redo after an interruption.
@@ -205,7 +205,7 @@ def input_spec(model: ModelChoice) -> InputSpec:
     import open_clip
     import torch
 
-    from clip_age import weights
+    from clip_age.estimation import weights
 
     located = weights.locate(model.model, model.pretrained)
     options = {key: value for key, value in located.options.items() if value is not None}
@@ -327,7 +327,7 @@ class AgeModel:
     ) -> None:
         import torch
 
-        from clip_age.estimator import AgeEstimator
+        from clip_age.estimation.estimator import AgeEstimator
 
         if whole_node:
             # Ray gives an actor as many threads as CPUs it reserved; on a CPU-only node the

@@ -18,7 +18,7 @@ from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf
 from huggingface_hub.errors import EntryNotFoundError
 from open_clip.pretrained import get_pretrained_cfg
 
-from clip_age.weights import OPEN_CLIP_URL_CACHE, hub_filenames
+from clip_age.estimation.weights import OPEN_CLIP_URL_CACHE, hub_filenames
 
 Checked = tuple[Path, str]  # a file and how it was checked
 

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from clip_age import open_clip_names
+from clip_age.estimation import open_clip_names
 from clip_age.settings import Settings
 
 RANDOM_INIT = ("", "none")

@@ -23,8 +23,8 @@ import pyarrow.fs
 import pyarrow.parquet
 
 from clip_age.cli import IMAGE_SUFFIXES, UsageError, photo_files
-from clip_age.images import ACCEPTED_NAMES, InvalidImage, check_file_size
-from clip_age.limits import DecodeLimits
+from clip_age.decoding.images import ACCEPTED_NAMES, InvalidImage, check_file_size
+from clip_age.decoding.upload_limits import DecodeLimits
 
 SHARD_SUFFIXES = (".tar",)
 LISTING_SUFFIXES = (".parquet", ".csv")

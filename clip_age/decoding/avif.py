@@ -8,7 +8,7 @@ OBUs of each AV1 item, a bounded number of steps for any file.
 
 import struct
 
-from clip_age.headers import HeaderProblem
+from clip_age.decoding.structure_checks import HeaderProblem
 
 # An AVIF holds a few image items (the photo, or its grid's tiles, a thumbnail, an alpha plane),
 # each stored in one piece (extent), in a few boxes; each costs a Python step here.

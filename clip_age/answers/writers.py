@@ -13,9 +13,9 @@ from typing import Any, TextIO
 from PIL import Image
 
 from clip_age import pipeline
-from clip_age.limits import DecodeLimits
-from clip_age.results import PhotoAge
-from clip_age.safe_text import printable, spreadsheet_cell
+from clip_age.answers.results import PhotoAge
+from clip_age.answers.safe_text import printable, spreadsheet_cell
+from clip_age.decoding.upload_limits import DecodeLimits
 
 NO_FACE = "no face found: the ages are the whole photo's"
 CSV_COLUMNS = [
@@ -102,8 +102,8 @@ def save_drawing(
 ) -> None:
     """The photo with its boxes and ages drawn on it, at most max_side pixels on its longer
     side, as a JPEG at target. The photo was decoded within limits by a worker already."""
-    from clip_age.drawing import draw_answer
-    from clip_age.images import load_image
+    from clip_age.answers.drawing import draw_answer
+    from clip_age.decoding.images import load_image
 
     image = load_image(path, limits=limits)
     scale = min(1.0, max_side / max(image.size))

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clip_age import gpu_path
-from clip_age.weights import ModelSpec
+from clip_age.estimation import gpu_path
+from clip_age.estimation.weights import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Importing open_clip imports torch, which takes seconds; a mistyped --model or CLIP_PRETRAINED
 should be refused before that. open_clip_names.json records open_clip's registry for the
 version requirements.txt pins; a test compares it with open_clip's own lists. Refresh it after
-changing that pin with `python -m clip_age.open_clip_names`.
+changing that pin with `python -m clip_age.estimation.open_clip_names`.
 """
 
 import json

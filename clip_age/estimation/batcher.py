@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from clip_age.batch_split import split_batch
+from clip_age.estimation.batch_split import split_batch
 
 Result = TypeVar("Result")
 _STOP = object()

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from clip_age import pipeline
-from clip_age.faces import FaceDetector
-from clip_age.images import InvalidImage
-from clip_age.limits import DecodeLimits
-from clip_age.preprocess import InputSpec
+from clip_age.decoding.faces import FaceDetector
+from clip_age.decoding.images import InvalidImage
+from clip_age.decoding.upload_limits import DecodeLimits
+from clip_age.estimation.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The model: which CLIP and its weights, where it runs, its input, and the ages it estimates in
+batches."""
