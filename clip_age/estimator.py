@@ -13,7 +13,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from clip_age import age_rows, compute, cpu_runtime, gpu_path, settings, weights
+from clip_age import age_rows, compute, cpu_runtime, gpu_path, open_clip_model, settings, weights
 from clip_age.preprocess import InputSpec, to_model_input
 from clip_age.results import AgeDistribution
 from prompts import AGES, TEMPLATES, prompt_grid
@@ -48,20 +48,20 @@ class AgeEstimator:
             compute.Precision("fp16", "a GPU") if on_cuda else compute.cpu_precision(cpu_precision)
         )
         if on_cuda:
-            self.clip = _Clip(weights.create(spec, self.device, "fp16"), torch.float16)
+            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp16"), torch.float16)
         elif self.precision.name == "bf16":
             # Cast here rather than by open_clip ("pure_bf16"), keeping logit_scale in fp32: CLIP's
             # ln(100) rounded to bf16 is 4.594, a softmax 1.1% too cool.
-            module = weights.create(spec, self.device, "fp32")
+            module = open_clip_model.create(spec, self.device, "fp32")
             logit_scale = module.logit_scale.detach().clone()
             self.clip = _Clip(module.to(torch.bfloat16), torch.bfloat16)
             module.logit_scale.data = logit_scale
         elif self.precision.name == "int8":
             self.clip = _Clip(
-                _quantize_linear_layers(weights.create(spec, self.device, "fp32")), torch.float32
+                _quantize_linear_layers(open_clip_model.create(spec, self.device, "fp32")), torch.float32
             )
         else:
-            self.clip = _Clip(weights.create(spec, self.device, "fp32"), torch.float32)
+            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32)
         self.tokenizer = open_clip.get_tokenizer(spec.model_name)
 
         cfg = self.model.visual.preprocess_cfg
@@ -89,7 +89,7 @@ class AgeEstimator:
         self.serving = f"{self.precision.name} on the {place} ({self.precision.reason})"
         if on_cuda:
             self._choose_gpu_path(
-                _Clip(weights.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
+                _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
             )
         elif cpu_precision == "auto":
             self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir or settings.export_dir(), fault)
@@ -187,7 +187,7 @@ class AgeEstimator:
 
         def load_fp32() -> torch.nn.Module:
             if not fp32:
-                fp32.append(_Clip(weights.create(spec, self.device, "fp32"), torch.float32).module)
+                fp32.append(_Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32).module)
             return fp32[0]
 
         model = cpu_runtime.Model(
