@@ -104,6 +104,7 @@ def test_an_openai_tag_loads_from_the_cache_as_open_clips_quickgelu_model(cache,
 
 
 def test_setup_resolves_a_tag_from_the_cache_without_the_network(cache, no_network):
+    # The whole setup, the CPU runtime's choice included (cpu_precision "auto").
     estimator = AgeEstimator(tiny_tag.NAME, "openai", device="cpu")
     assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
 
@@ -118,7 +119,7 @@ def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(cache,
 def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(cache, no_network):
     spec = weights.locate("hf-hub:someone/tiny-clip", None)
     assert spec.model_name.startswith(f"local-dir:{cache / 'models--someone--tiny-clip' / 'snapshots'}")
-    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu")
+    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu", cpu_precision="fp32")
     assert estimator.input_shape == (224, 224, 3)
 
 
