@@ -1,4 +1,4 @@
-"""Fetch a model's weights, once, into the caches that setup searches: `clip-age download`, and
+"""Fetch a model's weights, once, into the Hugging Face cache where setup looks: `clip-age download`, and
 `clip-age predict` / `evaluate` on first use.
 
 The files come from the Hugging Face Hub copy that open_clip lists for the tag (every tag has
