@@ -90,7 +90,17 @@ MUTATIONS = [
     ),
     Mutation(
         "quick-gelu", "QuickGELU dropped for an OpenAI tag", "clip_age/estimation/weights.py",
-        '"force_quick_gelu": bool(tag.get("quick_gelu", False)),', '"force_quick_gelu": False,',
+        'bool(tag.get("quick_gelu"))', "False",
+        ("tests/test_weights.py",),
+    ),
+    Mutation(
+        "tag-as-file", "a tag's file given to open_clip instead of the tag", "clip_age/estimation/weights.py",
+        "ModelSpec(model, pretrained, checkpoint,", "ModelSpec(model, str(checkpoint), checkpoint,",
+        ("tests/test_weights.py",),
+    ),
+    Mutation(
+        "setup-online", "the Hub client left online while open_clip looks up weights", "clip_age/estimation/weights.py",
+        "constants.HF_HUB_OFFLINE, True", "constants.HF_HUB_OFFLINE, False",
         ("tests/test_weights.py",),
     ),
     Mutation(

@@ -61,7 +61,7 @@ def build(step: str, hub: FakeHub, home) -> subprocess.CompletedProcess:
 
 
 def located(hub: FakeHub, home, model: str, pretrained: str) -> str:
-    code = f"from clip_age import weights; print(weights.locate({model!r}, {pretrained!r}).pretrained)"
+    code = f"from clip_age.estimation import weights; print(weights.locate({model!r}, {pretrained!r}).checkpoint)"
     found = run([sys.executable, "-c", code], hub, home)
     assert found.returncode == 0, found.stderr
     return found.stdout.strip()

@@ -179,7 +179,7 @@ def test_text_embeddings_from_the_cut_context_equal_open_clips_full_context(esti
 
 
 def test_a_text_tower_without_a_causal_mask_keeps_the_full_context(tiny_model_dir, monkeypatch):
-    from clip_age import estimator as module
+    from clip_age.estimation import estimator as module
 
     estimator = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
     estimator.model.attn_mask = None  # every token would see every other: cutting would change answers

@@ -147,10 +147,10 @@ def test_the_estimator_serves_what_the_check_chose(tiny_model_dir, probe):
     estimator = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_precision="fp32")
     good = estimator._forward(probe)
     estimator._forward = lambda px: shift_ages(good[: len(px)])  # a broken fast path
-    from clip_age.estimation import weights
+    from clip_age.estimation import open_clip_model, weights
 
     reference = type(estimator.clip)(
-        weights.create(weights.locate(f"local-dir:{tiny_model_dir}", None), "cpu", "fp32"),
+        open_clip_model.create(weights.locate(f"local-dir:{tiny_model_dir}", None), "cpu", "fp32"),
         torch.float32,
     )
     estimator._choose_gpu_path(reference, cuda_graphs=True)

@@ -1,139 +1,207 @@
-import copy
-import re
-import socket
+"""Setup finds weights in the Hugging Face cache that the real download code fills (from a Hub on
+loopback), open_clip resolves the model and tag there itself, offline, and what is missing is
+named with the command that fetches it."""
 
+import os
+import socket
+import subprocess
+import sys
+
+import huggingface_hub.constants
 import open_clip
 import pytest
 import torch
 from open_clip.transformer import QuickGELU
 
-from clip_age.dev.tiny_models import TINY_CONFIG
-from clip_age.estimation import weights
+from clip_age.estimation import download, open_clip_model, weights
 from clip_age.estimation.estimator import AgeEstimator
+from tests import tiny_tag
+from tests.conftest import REPO
+from tests.fake_hub import FakeHub, model_files
 
-SHA = "0" * 64
+L14 = "timm/vit_large_patch14_clip_224.openai/open_clip_model.safetensors"
+B32 = "timm/vit_base_patch32_clip_224.openai/open_clip_model.safetensors"
+NOT_A_CHECKPOINT = b"not a checkpoint"
+
+
+@pytest.fixture(scope="module")
+def filled_cache(tmp_path_factory, tiny_model_dir):
+    """A Hugging Face cache filled by `download.fetch` from a Hub on loopback: the tiny OpenAI-style
+    tag, ViT-L-14 / openai (a placeholder: only located, never loaded), ViT-B-32 / openai (bytes that
+    are no checkpoint) and the tiny model as hf-hub:someone/tiny-clip."""
+    home = tmp_path_factory.mktemp("hf-home")
+    files = {
+        **tiny_tag.hub_files(),
+        L14: b"ViT-L-14 placeholder",
+        B32: NOT_A_CHECKPOINT,
+        **model_files(tiny_model_dir, "someone/tiny-clip"),
+    }
+    pairs = ["ViT-L-14", "openai", "ViT-B-32", "openai", "hf-hub:someone/tiny-clip", ""]
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("HF_")}
+    with FakeHub(files) as hub:
+        environment.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_DISABLE_XET="1")
+        fetched = subprocess.run(
+            [sys.executable, "-m", "tests.tiny_tag", *pairs],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert fetched.returncode == 0, fetched.stderr
+    return home / "hub"
 
 
 @pytest.fixture
-def openai_style_tag(monkeypatch, tmp_path):
-    """A built-in-style model and 'openai' tag, like ViT-L-14/openai, but tiny: its config has
-    no QuickGELU and its tag says the weights need it, exactly as OpenAI's do."""
-    name = "TinyCLIP-test"
-    config = copy.deepcopy(TINY_CONFIG)
-    config.pop("quick_gelu")
-    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, name, config)
-    url = f"https://openaipublic.azureedge.net/clip/models/{SHA}/{name}.pt"
-    tag = open_clip.pretrained._pcfg(url=url, quick_gelu=True)
-    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, name, {"openai": tag})
-    torch.manual_seed(1)
-    trained = open_clip.model.CLIP(**config, quick_gelu=True)
-    # Where open_clip's own downloader would have put the file from the tag's URL.
-    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
-    (tmp_path / "clip").mkdir()
-    torch.save(trained.state_dict(), tmp_path / "clip" / f"{name}.pt")
-    return name, trained
+def cache(filled_cache, monkeypatch):
+    """That cache as this process's, with the tiny tag registered in open_clip."""
+    tiny_tag.register(monkeypatch.setitem)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(filled_cache))
+    return filled_cache
 
 
-def test_openai_weights_load_from_the_local_file_with_quick_gelu(openai_style_tag):
-    name, trained = openai_style_tag
-    estimator = AgeEstimator(name, "openai", device="cpu", cpu_precision="fp32")
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection or name lookup fails, and fails the test even where a caller swallows the
+    error (the Hub client falls back to its cache when it cannot connect); the client is online."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1:] or kwargs)
+        raise AssertionError(f"setup reached for the network: {args[1:] or kwargs}")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+    assert attempts == [], "setup reached for the network"
+
+
+def image_features(model: torch.nn.Module) -> torch.Tensor:
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        return model.encode_image(torch.randn(2, 3, 224, 224))
+
+
+def test_an_openai_tag_loads_from_the_cache_as_open_clips_quickgelu_model(cache, no_network, monkeypatch):
+    estimator = AgeEstimator(tiny_tag.NAME, "openai", device="cpu", cpu_precision="fp32")
     activations = {type(m) for m in estimator.model.modules() if "GELU" in type(m).__name__}
     assert activations == {QuickGELU}
-    for key, value in trained.state_dict().items():
-        torch.testing.assert_close(estimator.model.state_dict()[key], value)
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the references, offline
+    # open_clip's own model for these weights: the QuickGELU twin it defines for every OpenAI tag.
+    reference = open_clip.create_model(f"{tiny_tag.NAME}-quickgelu", "openai")
+    torch.testing.assert_close(image_features(estimator.model), image_features(reference))
+    # The tag's preprocessing, applied by open_clip.
+    assert estimator.model.visual.preprocess_cfg == reference.visual.preprocess_cfg
+    assert estimator.input_spec.interpolation == "bilinear"
+    assert reference.visual.preprocess_cfg["mean"] == tiny_tag.TAG["mean"]
+    # Given the tag alone, open_clip only warns: its GELU model answers differently.
+    with pytest.warns(UserWarning, match="QuickGELU mismatch"):
+        plain = open_clip.create_model(tiny_tag.NAME, "openai")
+    assert not torch.allclose(image_features(plain), image_features(reference), atol=1e-3)
 
 
-def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path)
-    (tmp_path / "ViT-L-14.pt").write_bytes(b"placeholder")
+def test_setup_resolves_a_tag_from_the_cache_without_the_network(cache, no_network):
+    # The whole setup, the CPU runtime's choice included (cpu_precision "auto").
+    estimator = AgeEstimator(tiny_tag.NAME, "openai", device="cpu")
+    assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
+
+
+def test_the_default_model_is_vit_l_14_with_openai_weights_and_quick_gelu(cache, no_network):
     spec = weights.locate("ViT-L-14", "openai")
-    assert spec.pretrained == str(tmp_path / "ViT-L-14.pt")
-    assert spec.options["force_quick_gelu"] is True
-    assert spec.options["image_interpolation"] == "bicubic"
+    assert (spec.model_name, spec.pretrained, spec.quick_gelu) == ("ViT-L-14", "openai", True)
+    assert spec.checkpoint.read_bytes() == b"ViT-L-14 placeholder"
+    assert spec.checkpoint.is_relative_to(cache / "models--timm--vit_large_patch14_clip_224.openai")
 
 
-def test_missing_weights_name_the_places_looked_in_and_the_download_command(tmp_path, monkeypatch):
-    import huggingface_hub.constants
+def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(cache, no_network):
+    spec = weights.locate("hf-hub:someone/tiny-clip", None)
+    assert spec.model_name.startswith(f"local-dir:{cache / 'models--someone--tiny-clip' / 'snapshots'}")
+    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu", cpu_precision="fp32")
+    assert estimator.input_shape == (224, 224, 3)
 
+
+def test_missing_weights_name_the_cache_and_the_download_command(tmp_path, monkeypatch, no_network):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
+    with pytest.raises(weights.WeightsMissing) as raised:
+        AgeEstimator("ViT-B-32", "openai", device="cpu")
+    assert str(raised.value) == (
+        f"The weights of ViT-B-32 / openai are not in the Hugging Face cache ({tmp_path}); setup never "
+        "downloads. A Cog image gets them in a build step (cog.yaml). Fetch them once with: "
+        "clip-age download --model ViT-B-32 --pretrained openai"
+    )
+
+
+def test_an_hf_hub_model_not_in_the_cache_names_the_download_command(tmp_path, monkeypatch, no_network):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(weights.WeightsMissing) as raised:
+        weights.locate("hf-hub:someone/elsewhere", None)
+    assert str(raised.value) == (
+        f"The weights of hf-hub:someone/elsewhere are not in the Hugging Face cache ({tmp_path}); setup "
+        "never downloads. A Cog image gets them in a build step (cog.yaml). Fetch them once with: "
+        "clip-age download --model hf-hub:someone/elsewhere"
+    )
+
+
+def test_a_cached_file_that_is_not_a_checkpoint_is_explained(cache):
     with pytest.raises(weights.WeightsError) as raised:
         AgeEstimator("ViT-B-32", "openai", device="cpu")
-    message = str(raised.value)
-    assert "looked in the Hugging Face cache for timm/vit_base_patch32_clip_224.openai" in message
-    assert f" and in {tmp_path / 'clip'} (setup never downloads)" in message
-    assert message.endswith("Fetch them once with: clip-age download --model ViT-B-32 --pretrained openai")
+    path = weights.locate("ViT-B-32", "openai").checkpoint
+    assert path.read_bytes() == NOT_A_CHECKPOINT
+    assert str(raised.value).startswith(f"Could not load CLIP weights {path} for CLIP_MODEL=ViT-B-32: ")
 
 
 def test_missing_local_dir_is_explained(tmp_path):
-    with pytest.raises(weights.WeightsError, match=re.escape(f"no open_clip_config.json in {tmp_path}")):
+    with pytest.raises(weights.WeightsError) as raised:
         weights.locate(f"local-dir:{tmp_path}", "openai")
+    assert (
+        str(raised.value) == f"CLIP_MODEL=local-dir:{tmp_path}: that folder holds no open_clip_config.json."
+    )
 
 
-def test_unknown_tag_lists_the_known_ones(tmp_path):
+def test_a_local_dir_loads_through_the_same_path(tiny_model_dir, no_network):
+    spec = weights.locate(f"local-dir:{tiny_model_dir}", "openai")
+    assert (spec.pretrained, spec.checkpoint) == (None, None)  # open_clip reads the folder
+    assert open_clip_model.create(spec, "cpu", "fp32").visual.preprocess_cfg["size"] == (224, 224)
+
+
+def test_unknown_tag_lists_the_known_ones():
     with pytest.raises(
         weights.WeightsError,
-        match=r"is not a weights tag open_clip knows for ViT-B-32, nor a file\. Tags for ViT-B-32: openai, ",
+        match=r"^CLIP_PRETRAINED='not-a-tag' is no file, nor a tag of ViT-B-32: openai, ",
     ):
         weights.locate("ViT-B-32", "not-a-tag")
 
 
-def test_an_unknown_model_is_named_as_the_model_not_the_weights(tmp_path):
+def test_an_unknown_model_is_named_as_the_model_not_the_weights():
     with pytest.raises(weights.WeightsError) as raised:
         weights.locate("banana", "openai")
-    assert str(raised.value).startswith("CLIP_MODEL='banana' is not a model open_clip knows.")
+    assert (
+        str(raised.value) == "CLIP_MODEL='banana' is no model open_clip knows (see clip-age download --list)."
+    )
 
 
 def test_a_missing_checkpoint_file_is_not_found(tmp_path):
-    with pytest.raises(weights.WeightsError) as raised:
+    with pytest.raises(weights.WeightsError, match="^CLIP_PRETRAINED=.* is no file, nor a tag of ViT-B-32"):
         weights.locate("ViT-B-32", str(tmp_path / "ViT-B-32.pt"))
-    assert str(raised.value) == f"CLIP_PRETRAINED={tmp_path / 'ViT-B-32.pt'}: no such file."
-
-
-def test_hf_hub_file_names_follow_open_clip():
-    assert weights.hub_filenames("") == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    assert weights.hub_filenames("model.bin") == ["model.safetensors", "model.bin"]
-    assert weights.hub_filenames("model.npz") == ["model.npz"]
 
 
 def test_a_checkpoint_file_is_used_as_given(tmp_path):
     checkpoint = tmp_path / "mine.safetensors"
     checkpoint.write_bytes(b"x")
-    assert weights.locate("ViT-B-32", str(checkpoint)).pretrained == str(checkpoint)
+    spec = weights.locate("ViT-B-32", str(checkpoint))
+    assert (spec.pretrained, spec.checkpoint, spec.quick_gelu) == (str(checkpoint), checkpoint, False)
 
 
-def test_empty_pretrained_means_random_init_for_benchmarks(tmp_path):
-    assert weights.locate("ViT-B-32", "").pretrained is None
-
-
-def test_a_tag_found_in_the_hugging_face_cache_is_loaded_as_a_file(tmp_path, monkeypatch):
-    cached = tmp_path / "open_clip_model.safetensors"
-    cached.write_bytes(b"x")
-    asked = []
-
-    def in_cache(repo_id, filename):
-        asked.append((repo_id, filename))
-        return str(cached) if filename == "open_clip_model.safetensors" else None
-
-    monkeypatch.setattr(weights, "try_to_load_from_cache", in_cache)
-    spec = weights.locate("ViT-B-32", "laion2b_s34b_b79k")
-    assert spec.pretrained == str(cached)
-    assert asked[0] == ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors")
-
-
-def test_a_weights_file_that_does_not_fit_the_model_is_explained(tmp_path, monkeypatch):
-    monkeypatch.setattr(weights, "OPEN_CLIP_URL_CACHE", tmp_path)  # where the tag's file is found
-    wrong = tmp_path / "ViT-B-32.pt"
-    wrong.write_bytes(b"not a checkpoint")
-    with pytest.raises(
-        weights.WeightsError, match="Could not load CLIP weights .*ViT-B-32.pt for CLIP_MODEL=ViT-B-32"
-    ):
-        AgeEstimator("ViT-B-32", "openai", device="cpu")
+def test_empty_pretrained_means_random_init_for_benchmarks():
+    assert weights.locate("ViT-B-32", "") == weights.ModelSpec("ViT-B-32", None)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_one_clear_error_without_warnings(tmp_path, recwarn):
     wrong = tmp_path / "mine.pt"
-    wrong.write_bytes(b"not a checkpoint")
+    wrong.write_bytes(NOT_A_CHECKPOINT)
     with pytest.raises(weights.WeightsError) as raised:
         AgeEstimator("ViT-B-32", str(wrong), device="cpu")
     assert str(raised.value).startswith(f"Could not load CLIP weights {wrong} for CLIP_MODEL=ViT-B-32: ")
@@ -141,60 +209,16 @@ def test_a_file_that_is_not_a_checkpoint_is_one_clear_error_without_warnings(tmp
     assert [str(w.message) for w in recwarn] == []
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any connection or name lookup fails the test, with the Hugging Face client online."""
-    import huggingface_hub.constants
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"setup reached for the network: {args[1:] or kwargs}")
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+def test_hf_hub_file_names_follow_open_clip():
+    assert download.hub_filenames("") == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    assert download.hub_filenames("model.bin") == ["model.safetensors", "model.bin"]
+    assert download.hub_filenames("model.npz") == ["model.npz"]
 
 
-def hub_cache(root, repo_id: str, files: dict[str, bytes]):
-    """A Hugging Face cache holding these files of repo_id, laid out as huggingface_hub does."""
-    folder = root / f"models--{repo_id.replace('/', '--')}"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(revision)
-    snapshot = folder / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for name, data in files.items():
-        (snapshot / name).write_bytes(data)
-    return snapshot
+def test_the_cpu_runtimes_exports_are_keyed_by_the_file_a_tag_resolves_to(cache):
+    from clip_age.estimation.cpu_runtime import weights_digest
 
-
-def test_setup_resolves_a_tag_to_a_local_file_without_the_network(openai_style_tag, no_network):
-    name, _ = openai_style_tag
-    estimator = AgeEstimator(name, "openai", device="cpu")
-    assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
-
-
-def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(
-    tiny_model_dir, tmp_path, monkeypatch, no_network
-):
-    import huggingface_hub.constants
-
-    files = {path.name: path.read_bytes() for path in tiny_model_dir.iterdir()}
-    snapshot = hub_cache(tmp_path, "someone/tiny-clip", files)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    spec = weights.locate("hf-hub:someone/tiny-clip", None)
-    assert spec.model_name == f"local-dir:{snapshot}"
-    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu")
-    assert estimator.input_shape == (224, 224, 3)
-
-
-def test_an_hf_hub_model_not_in_the_cache_names_the_download_command(tmp_path, monkeypatch, no_network):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(weights.WeightsError) as raised:
-        weights.locate("hf-hub:someone/elsewhere", None)
-    assert str(raised.value) == (
-        "CLIP_MODEL=hf-hub:someone/elsewhere: not in the Hugging Face cache (setup never downloads). "
-        "Fetch it first: clip-age download --model hf-hub:someone/elsewhere"
-    )
+    l14, b32 = weights.locate("ViT-L-14", "openai"), weights.locate("ViT-B-32", "openai")
+    other_file = weights.ModelSpec(l14.model_name, l14.pretrained, b32.checkpoint, l14.quick_gelu)
+    assert len({weights_digest(l14), weights_digest(other_file)}) == 2
+    assert weights_digest(weights.ModelSpec("ViT-L-14", None)) is None

@@ -107,11 +107,11 @@ def weights_digest(spec: ModelSpec) -> str | None:
         folder = Path(name.removeprefix("local-dir:"))
         files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
         name = "local-dir"
-    elif spec.pretrained:
-        files = [Path(spec.pretrained)]
+    elif spec.checkpoint:
+        files = [spec.checkpoint]
     if not files:
         return None
-    digest = hashlib.sha256(json.dumps([name, spec.options], sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps([name, spec.quick_gelu]).encode())
     for path in files:
         digest.update(path.name.encode())
         with path.open("rb") as handle:

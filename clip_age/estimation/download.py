@@ -1,10 +1,9 @@
-"""Fetch a model's weights, once, into the caches that setup searches: `clip-age download`, and
+"""Fetch a model's weights, once, into the Hugging Face cache where setup looks: `clip-age download`, and
 `clip-age predict` / `evaluate` on first use.
 
-The files come from the Hugging Face Hub copy that open_clip lists for the tag, the file open_clip
-itself would pick (safetensors first), or else from the tag's URL through open_clip's downloader.
-Every file is then checked: the Hub stores each large file under its sha256, and OpenAI's URLs
-carry theirs (open_clip checks those itself while downloading).
+The files come from the Hugging Face Hub copy that open_clip lists for the tag (every tag has
+one, and open_clip reads that copy when given the tag), the file open_clip itself would pick
+(safetensors first). Every file is then checked: the Hub stores each large file under its sha256.
 """
 
 import hashlib
@@ -17,8 +16,6 @@ import open_clip
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import EntryNotFoundError
 from open_clip.pretrained import get_pretrained_cfg
-
-from clip_age.estimation.weights import OPEN_CLIP_URL_CACHE, hub_filenames
 
 Checked = tuple[Path, str]  # a file and how it was checked
 
@@ -58,19 +55,11 @@ def fetch(
         raise DownloadError(
             f"{model_name} has no weights tagged {pretrained!r}; its tags: {', '.join(known)}."
         )
-    if tag.get("hf_hub"):
-        # The Hub copy, as open_clip's own downloader (and the image build) takes it.
-        repo_id, filename = os.path.split(tag["hf_hub"])
-        name, size = _hub_weights(repo_id, hub_filenames(filename), label)
-        announce(_note(label, size))
-        return [_fetch_hub(repo_id, name, label)]
-    announce(f"Downloading the {label} weights into {OPEN_CLIP_URL_CACHE}.")
-    try:
-        path = Path(open_clip.download_pretrained(tag))
-    # Network failures, missing files and open_clip's own checksum failure all end the same way.
-    except Exception as error:
-        raise DownloadError(f"Could not download {label}: {error}") from None
-    return [verify(path)]
+    # The Hub copy, as open_clip's own downloader (and the image build) takes it.
+    repo_id, filename = os.path.split(tag["hf_hub"])
+    name, size = _hub_weights(repo_id, hub_filenames(filename), label)
+    announce(_note(label, size))
+    return [_fetch_hub(repo_id, name, label)]
 
 
 def describe(files: list[Checked]) -> list[str]:
@@ -78,23 +67,20 @@ def describe(files: list[Checked]) -> list[str]:
     return [f"{path} ({_size(path.stat().st_size)}): {check}" for path, check in files]
 
 
-def verify(path: Path) -> tuple[Path, str]:
-    """The file and how it was checked. A file in the Hugging Face cache is stored under its
-    sha256 (blobs/<sha256>); a file fetched from a URL was checked by open_clip if the URL
-    carries a checksum."""
+def verify(path: Path) -> Checked:
+    """The file and how it was checked: the Hugging Face cache stores a large file under its
+    sha256 (blobs/<sha256>); a small one (a config) under its git hash, which is not checked."""
     blob = path.resolve()
-    if re.fullmatch(r"[0-9a-f]{64}", blob.name):
-        digest = _sha256(blob)
-        if digest != blob.name:
-            blob.unlink()
-            raise DownloadError(
-                f"{path} is corrupt: its sha256 is {digest}, the Hub lists {blob.name}. It was "
-                "deleted; run the command again."
-            )
-        return path, "sha256 matches the Hugging Face Hub's"
-    return path, "sha256 checked by open_clip against the URL" if _url_has_sha(
-        path
-    ) else "no checksum published"
+    if not re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return path, "no checksum published"
+    digest = _sha256(blob)
+    if digest != blob.name:
+        blob.unlink()
+        raise DownloadError(
+            f"{path} is corrupt: its sha256 is {digest}, the Hub lists {blob.name}. It was "
+            "deleted; run the command again."
+        )
+    return path, "sha256 matches the Hugging Face Hub's"
 
 
 def listing() -> str:
@@ -155,9 +141,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _url_has_sha(path: Path) -> bool:
-    return any(
-        tag.get("url", "").endswith("/" + path.name) and "openaipublic" in tag.get("url", "")
-        for model, name in open_clip.list_pretrained()
-        for tag in [get_pretrained_cfg(model, name)]
-    )
+def hub_filenames(filename: str) -> list[str]:
+    """The names open_clip tries in a hub repository, safetensors first."""
+    if not filename:
+        return ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    stem, suffix = os.path.splitext(filename)
+    return [stem + ".safetensors", filename] if suffix in (".bin", ".pth") else [filename]

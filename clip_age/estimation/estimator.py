@@ -15,7 +15,7 @@ from PIL import Image
 
 from clip_age import settings
 from clip_age.answers.results import AgeDistribution
-from clip_age.estimation import age_rows, cpu_runtime, device_choice, gpu_path, weights
+from clip_age.estimation import age_rows, cpu_runtime, device_choice, gpu_path, open_clip_model, weights
 from clip_age.estimation.preprocess import InputSpec, to_model_input
 from prompts import AGES, TEMPLATES, prompt_grid
 
@@ -51,20 +51,20 @@ class AgeEstimator:
             else device_choice.cpu_precision(cpu_precision)
         )
         if on_cuda:
-            self.clip = _Clip(weights.create(spec, self.device, "fp16"), torch.float16)
+            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp16"), torch.float16)
         elif self.precision.name == "bf16":
             # Cast here rather than by open_clip ("pure_bf16"), keeping logit_scale in fp32: CLIP's
             # ln(100) rounded to bf16 is 4.594, a softmax 1.1% too cool.
-            module = weights.create(spec, self.device, "fp32")
+            module = open_clip_model.create(spec, self.device, "fp32")
             logit_scale = module.logit_scale.detach().clone()
             self.clip = _Clip(module.to(torch.bfloat16), torch.bfloat16)
             module.logit_scale.data = logit_scale
         elif self.precision.name == "int8":
             self.clip = _Clip(
-                _quantize_linear_layers(weights.create(spec, self.device, "fp32")), torch.float32
+                _quantize_linear_layers(open_clip_model.create(spec, self.device, "fp32")), torch.float32
             )
         else:
-            self.clip = _Clip(weights.create(spec, self.device, "fp32"), torch.float32)
+            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32)
         self.tokenizer = open_clip.get_tokenizer(spec.model_name)
 
         cfg = self.model.visual.preprocess_cfg
@@ -92,7 +92,7 @@ class AgeEstimator:
         self.serving = f"{self.precision.name} on the {place} ({self.precision.reason})"
         if on_cuda:
             self._choose_gpu_path(
-                _Clip(weights.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
+                _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
             )
         elif cpu_precision == "auto":
             self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir or settings.export_dir(), fault)
@@ -190,7 +190,7 @@ class AgeEstimator:
 
         def load_fp32() -> torch.nn.Module:
             if not fp32:
-                fp32.append(_Clip(weights.create(spec, self.device, "fp32"), torch.float32).module)
+                fp32.append(_Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32).module)
             return fp32[0]
 
         model = cpu_runtime.Model(

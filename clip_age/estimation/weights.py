@@ -1,29 +1,20 @@
-"""Find CLIP weights on local disk for an open_clip model spec. Setup never downloads.
+"""Whether a model's CLIP weights are on this machine, and how to get them. Setup never downloads:
+open_clip looks the model and tag up itself, in the Hugging Face cache that the image build and
+`clip-age download` fill, with the Hub client held offline."""
 
-Every spec is resolved here to files on this machine before open_clip sees it, so open_clip
-is never handed a name it would fetch: a tag becomes a checkpoint file (in the Hugging Face
-cache, or open_clip's own download cache), an hf-hub: model becomes its cached folder. That holds whatever was imported first and whatever HF_HUB_OFFLINE
-says.
-"""
-
-import logging
-import os
-import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import open_clip
-import torch
-from huggingface_hub import try_to_load_from_cache
-from open_clip.pretrained import get_pretrained_cfg
+from huggingface_hub import constants
+from open_clip.pretrained import download_pretrained_from_hf, get_pretrained_cfg
 
-log = logging.getLogger(__name__)
-
-RANDOM_INIT = ("", "none")
-# Where open_clip's own downloader keeps files fetched from a URL (download_pretrained_from_url).
-OPEN_CLIP_URL_CACHE = Path("~/.cache/clip").expanduser()
-DOWNLOAD_COMMAND = "clip-age download"
+MISSING = (
+    "The weights of {} are not in the Hugging Face cache ({}); setup never downloads. A Cog image gets "
+    "them in a build step (cog.yaml). Fetch them once with: clip-age download --model {}"
+)
 
 
 class WeightsError(RuntimeError):
@@ -36,138 +27,53 @@ class WeightsMissing(WeightsError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Arguments for open_clip.create_model_and_transforms that load from local disk only."""
+    """open_clip's arguments, and the weights file it reads (which keys the CPU runtime's exports)."""
 
     model_name: str
     pretrained: str | None
-    options: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    quick_gelu: bool = False  # open_clip only warns when a tag (OpenAI's) needs it and the config lacks it
 
 
-def locate(model_name: str, pretrained: str | None) -> ModelSpec:
-    """Resolve CLIP_MODEL / CLIP_PRETRAINED to weights on this machine, or explain what is missing."""
-    if model_name.startswith("local-dir:"):
-        folder = Path(model_name.removeprefix("local-dir:"))
-        if not (folder / "open_clip_config.json").is_file():
-            raise WeightsError(
-                f"CLIP_MODEL={model_name}: no open_clip_config.json in {folder}. A local-dir model "
-                "folder holds open_clip_config.json and the weights (open_clip_model.safetensors)."
-            )
-        return ModelSpec(model_name, None)
-    if model_name.startswith("hf-hub:"):
-        return ModelSpec(f"local-dir:{_cached_hub_folder(model_name)}", None)
-    if model_name not in open_clip.list_models():
+def locate(model: str, pretrained: str | None) -> ModelSpec:
+    """CLIP_MODEL / CLIP_PRETRAINED as open_clip will load them from this machine, or why it cannot."""
+    if model.startswith("local-dir:"):
+        if not Path(model.removeprefix("local-dir:"), "open_clip_config.json").is_file():
+            raise WeightsError(f"CLIP_MODEL={model}: that folder holds no open_clip_config.json.")
+        return ModelSpec(model, None)
+    if model.startswith("hf-hub:"):  # as its cached folder, where the tokenizer finds the config too
+        repo_id = model.removeprefix("hf-hub:")
+        config = _cached(model, download_pretrained_from_hf, repo_id, "open_clip_config.json")
+        return ModelSpec(f"local-dir:{config.parent}", None)
+    if model not in open_clip.list_models():
         raise WeightsError(
-            f"CLIP_MODEL={model_name!r} is not a model open_clip knows. Use one of "
-            "`clip-age download --list` (for example ViT-L-14 or ViT-B-32), hf-hub:org/repo, or "
-            "local-dir:/folder."
+            f"CLIP_MODEL={model!r} is no model open_clip knows (see clip-age download --list)."
         )
-
-    if pretrained is None or pretrained.strip().lower() in RANDOM_INIT:
-        log.warning("No CLIP weights (CLIP_PRETRAINED is empty): random init, for benchmarks only.")
-        return ModelSpec(model_name, None)
-
-    tag = _tag_config(model_name, pretrained)
-    if not tag:
-        if Path(pretrained).is_file():
-            return ModelSpec(model_name, pretrained)
-        if _looks_like_a_path(pretrained):
-            raise WeightsError(f"CLIP_PRETRAINED={pretrained}: no such file.")
-        raise WeightsError(
-            f"CLIP_PRETRAINED={pretrained!r} is not a weights tag open_clip knows for "
-            f"{model_name}, nor a file. Tags for {model_name}: "
-            f"{', '.join(open_clip.list_pretrained_tags_by_model(model_name))}."
-        )
-
-    # What open_clip would apply for this tag; passing a file path instead of the tag loses
-    # it, and OpenAI's weights give wrong embeddings without QuickGELU.
-    options: dict[str, Any] = {
-        "force_quick_gelu": bool(tag.get("quick_gelu", False)),
-        "image_mean": tag.get("mean"),
-        "image_std": tag.get("std"),
-        "image_interpolation": tag.get("interpolation"),
-        "image_resize_mode": tag.get("resize_mode"),
-    }
-    for candidate in candidates(model_name, pretrained):
-        if candidate.is_file():
-            return ModelSpec(model_name, str(candidate), options)
-    raise WeightsMissing(_missing_message(model_name, pretrained, tag))
+    if pretrained is None or pretrained.strip().lower() in ("", "none"):
+        return ModelSpec(model, None)  # random init, for benchmarks
+    if tag := get_pretrained_cfg(model, pretrained):
+        checkpoint = _cached(f"{model} --pretrained {pretrained}", open_clip.download_pretrained, tag)
+        return ModelSpec(model, pretrained, checkpoint, bool(tag.get("quick_gelu")))
+    if not Path(pretrained).is_file():
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(model))
+        raise WeightsError(f"CLIP_PRETRAINED={pretrained!r} is no file, nor a tag of {model}: {tags}.")
+    return ModelSpec(model, pretrained, Path(pretrained))
 
 
-def create(spec: ModelSpec, device: torch.device | str, precision: str) -> torch.nn.Module:
-    """open_clip.create_model_and_transforms for the spec (its transform is not needed: the
-    model records its preprocessing configuration, which preprocess.py follows)."""
+def offline(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """call(...) with the Hub client offline. It reads HF_HUB_OFFLINE once, at import, into the
+    constant its requests check: setting the variable now would change nothing."""
+    before, constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE, True
     try:
-        with warnings.catch_warnings():
-            # torch.load's notes about TorchScript archives (OpenAI's .pt files) are not the user's
-            # business; a file that does not load is reported below.
-            warnings.simplefilter("ignore")
-            model, _, _ = open_clip.create_model_and_transforms(
-                spec.model_name,
-                pretrained=spec.pretrained,
-                device=device,
-                precision=precision,
-                **{key: value for key, value in spec.options.items() if value is not None},
-            )
-    # A checkpoint can fail to load in many ways (unpickling, shapes, dtypes); all mean the file
-    # and the model do not match.
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(
-            f"Could not load CLIP weights {spec.pretrained or ''} for CLIP_MODEL={spec.model_name}: "
-            f"{reason}. Check that the file is an open_clip or OpenAI checkpoint of this model "
-            f"(`{DOWNLOAD_COMMAND}` fetches the right one)."
-        ) from error
-    return model
+        return call(*args, **kwargs)
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
-def candidates(model_name: str, pretrained: str) -> list[Path]:
-    """Files that may hold a tag's weights: the Hugging Face cache (where the image build and
-    `clip-age download` put them), open_clip's URL download cache. Resolving the tag to a file
-    here means open_clip never reaches for the network."""
-    tag = _tag_config(model_name, pretrained)
-    found = []
-    if tag.get("hf_hub"):
-        repo_id, filename = os.path.split(tag["hf_hub"])
-        for name in hub_filenames(filename):
-            cached = try_to_load_from_cache(repo_id, name)
-            if isinstance(cached, str):
-                found.append(Path(cached))
-    if tag.get("url"):
-        found.append(OPEN_CLIP_URL_CACHE / tag["url"].rsplit("/", 1)[-1])
-    return found
-
-
-def _cached_hub_folder(model_name: str) -> Path:
-    repo_id = model_name.removeprefix("hf-hub:")
-    config = try_to_load_from_cache(repo_id, "open_clip_config.json")
-    if not isinstance(config, str):
-        raise WeightsMissing(
-            f"CLIP_MODEL={model_name}: not in the Hugging Face cache (setup never downloads). "
-            f"Fetch it first: {DOWNLOAD_COMMAND} --model {model_name}"
-        )
-    return Path(config).parent
-
-
-def _tag_config(model_name: str, pretrained: str) -> dict[str, Any]:
-    return get_pretrained_cfg(model_name, pretrained) or {}
-
-
-def _looks_like_a_path(value: str) -> bool:
-    return os.sep in value or value.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
-
-
-def hub_filenames(filename: str) -> list[str]:
-    """The names open_clip tries in a hub repository, safetensors first."""
-    if not filename:
-        return ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    stem, suffix = os.path.splitext(filename)
-    return [stem + ".safetensors", filename] if suffix in (".bin", ".pth") else [filename]
-
-
-def _missing_message(model_name: str, pretrained: str, tag: dict[str, Any]) -> str:
-    return (
-        f"No CLIP weights for CLIP_MODEL={model_name} CLIP_PRETRAINED={pretrained} on this machine: "
-        f"looked in the Hugging Face cache for {tag.get('hf_hub') or 'the tag'} and in "
-        f"{OPEN_CLIP_URL_CACHE} (setup never downloads). Fetch them once with: "
-        f"{DOWNLOAD_COMMAND} --model {model_name} --pretrained {pretrained}"
-    )
+def _cached(download_args: str, find: Callable[..., str], *args: Any) -> Path:
+    """The file open_clip's own look-up finds in the Hugging Face cache, or how to fetch it."""
+    try:
+        return Path(offline(find, *args))
+    except FileNotFoundError:  # open_clip's answer to the Hub client's "not in the cache"
+        label = download_args.replace(" --pretrained ", " / ")
+        raise WeightsMissing(MISSING.format(label, constants.HF_HUB_CACHE, download_args)) from None

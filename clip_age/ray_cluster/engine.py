@@ -202,22 +202,18 @@ def input_spec(model: ModelChoice) -> InputSpec:
     """The model's input (size, resampling), read from open_clip without weights: the decode
     tasks need it before any actor has loaded the model. Missing weights fail here, on the
     driver, with the local engine's message."""
-    import open_clip
     import torch
 
-    from clip_age.estimation import weights
+    from clip_age.estimation import open_clip_model, weights
 
     located = weights.locate(model.model, model.pretrained)
-    options = {key: value for key, value in located.options.items() if value is not None}
-    # The estimator's own call (weights.create), on the meta device and without weights: it
-    # costs nothing, and the tag's preprocessing options apply as they do there.
+    # The estimator's own call, on the meta device and without weights: it costs nothing, and
+    # the tag's preprocessing applies as it does there.
     quiet = logging.root.manager.disable
     logging.disable(logging.WARNING)  # open_clip's "no pretrained weights loaded": none were asked for
     try:
         with torch.device("meta"):
-            clip, _, _ = open_clip.create_model_and_transforms(
-                located.model_name, pretrained=None, load_weights=False, device="meta", **options
-            )
+            clip = open_clip_model.create(located, "meta", "fp32", load_weights=False)
     finally:
         logging.disable(quiet)
     config = clip.visual.preprocess_cfg
