@@ -145,6 +145,21 @@ def test_draw_writes_each_photo_with_its_boxes_and_ages(model, folder, tmp_path,
     assert not changed[470:505, 980:1015].any()  # white paper far from both faces is untouched
 
 
+def test_evaluate_reads_the_columns_named_and_names_the_model(model, tmp_path):
+    shutil.copy(EXAMPLES / "coffee.png", tmp_path / "a.png")
+    shutil.copy(EXAMPLES / "astronaut.png", tmp_path / "b.png")
+    # Neither column has a name clip-age would guess, and "age" holds no ages.
+    (tmp_path / "labels.csv").write_text("picture,years,age\na.png,30,x\nb.png,40,y\n")
+    out = tmp_path / "report"
+    args = ["--path-column", "picture", "--age-column", "years", "--batch-size", "1", "--workers", "1"]
+    status = cli.main(["evaluate", str(tmp_path / "labels.csv"), "--out", str(out), *args], io.StringIO())
+    report = json.loads((out / "metrics.json").read_text())
+    assert status == 0
+    assert (report["n"], report["bad_labels"], report["model"]) == (2, {}, f"local-dir:{model}")
+    ages = [row.split(",")[1] for row in (out / "predictions.csv").read_text().splitlines()[1:]]
+    assert ages == ["30", "40"]
+
+
 # Mistakes: exit status 2, one line that says what to do, no traceback, and no model loaded.
 
 
@@ -273,10 +288,12 @@ def main():
     detector = FaceDetector(DETECTOR)
     for _ in range(3):
         detector.detect(big, 32, 10)  # OpenCV's threads now run in this process
-    estimator.predict([big])  # and torch's
+    estimator.predict_images([big])  # and torch's
     files, names = cli.photo_files(["examples"])
-    request = cli.PredictRequest(files, names, FaceRequest(), False, DETECTOR, None, False, False, 8, 2)
-    print(cli.predict(estimator, request, io.StringIO()))
+    request = cli.PredictRequest(
+        files=files, names=names, faces=FaceRequest(), detector=DETECTOR, batch_size=8, workers=2
+    )
+    print(cli.run_predict_command(estimator, request, io.StringIO()))
 
 if __name__ == "__main__":
     main()
