@@ -131,13 +131,13 @@ def run_predict_command(estimator: AgeEstimator, request: PredictRequest, out: T
     writer = AnswerWriter(out, request.as_csv, request.probabilities, request.faces is not None)
     detector = settings.face_detector_model if request.detector is None else request.detector
     search = None if request.faces is None else bulk_loader.FaceSearch(detector, request.faces)
-    drawings = None
-    if request.draw is not None:
-        drawings = Drawings(request.draw, request.faces is not None, DRAW_SIDE, settings.decode_limits)
+    drawings = None if request.draw is None else Drawings(request.draw, request.faces is not None)
     counts = {"predicted": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(request.files), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty())
+    # With --draw, each photo of a batch is also kept, at drawing size, until it is drawn.
+    keep_side = None if drawings is None else DRAW_SIDE
     decoder = bulk_loader.BulkDecoder(
-        estimator.input_spec, estimator.device, request.workers, search, settings
+        estimator.input_spec, estimator.device, request.workers, search, settings, keep_side
     )
     with bar, decoder:
         for pixels, items in decoder.batches(request.files, request.batch_size):
@@ -154,7 +154,7 @@ def run_predict_command(estimator: AgeEstimator, request: PredictRequest, out: T
                     continue
                 problem = None
                 if drawings is not None:
-                    problem = drawings.save(item.path, request.names[item.index], answer)
+                    problem = drawings.save(item.path, request.names[item.index], item.photo, answer)
                 if problem is not None:
                     counts["failed"] += 1
                     writer.error(item.path, problem)
