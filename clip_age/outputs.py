@@ -13,7 +13,6 @@ from typing import Any, TextIO
 from PIL import Image
 
 from clip_age import pipeline
-from clip_age.pipeline import KeptPhoto
 from clip_age.results import PhotoAge
 from clip_age.safe_text import printable, spreadsheet_cell
 
@@ -76,7 +75,7 @@ class Drawings:
         self._folder, self._faces_searched = folder, faces_searched
         self._drawn: dict[Path, str] = {}  # drawing -> the photo it shows
 
-    def save(self, path: str, name: str, photo: KeptPhoto, answer: PhotoAge) -> str | None:
+    def save(self, path: str, name: str, photo: pipeline.KeptPhoto, answer: PhotoAge) -> str | None:
         """Draw the answer on the photo from path (found as name below its folder); None, or why
         it was not drawn."""
         target = self._folder / drawing_name(name)
@@ -98,14 +97,14 @@ def drawing_name(name: str) -> str:
     return name if Path(name).suffix.lower() in (".jpg", ".jpeg") else name + ".jpg"
 
 
-def save_drawing(photo: KeptPhoto, answer: PhotoAge, faces_searched: bool, target: Path) -> None:
+def save_drawing(photo: pipeline.KeptPhoto, answer: PhotoAge, faces_searched: bool, target: Path) -> None:
     """The photo with its boxes and ages drawn on it, as a JPEG at target."""
     from clip_age.drawing import draw_answer
 
     image = Image.fromarray(photo.pixels)
     if photo.scale != 1.0:
-        boxes = [replace(face, box=_scaled(face.box, photo.scale)) for face in answer.faces]
-        answer = replace(answer, faces=boxes)
+        faces = [replace(face, box=_scaled(face.box, photo.scale)) for face in answer.faces]
+        answer = replace(answer, faces=faces)
     target.parent.mkdir(parents=True, exist_ok=True)
     # The format named, not read from the name: Pillow sees no extension in a name like "..jpg".
     draw_answer(image, answer, faces_searched).save(target, "JPEG", quality=90)
