@@ -54,16 +54,33 @@ class UsageError(ValueError):
     """A mistake in how the command was called; the message says what to do instead."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PredictRequest:
+    """`clip-age predict`, its options checked. The local engine reads files and names; the Ray
+    engine lists its sources itself and leaves them empty."""
+
     files: list[str]
     names: list[str]  # each file's path below the folder it was found in: --draw's file names
-    faces: request_options.FaceRequest | None
-    require_face: bool
-    detector: Path
-    draw: Path | None
-    as_csv: bool
-    probabilities: bool
+    faces: request_options.FaceRequest | None = None  # None: one age per photo
+    require_face: bool = False
+    detector: Path | None = None  # the YuNet file; None: FACE_DETECTOR_MODEL's
+    draw: Path | None = None
+    as_csv: bool = False
+    probabilities: bool = False
+    batch_size: int = 64
+    workers: int | None = None  # None: DECODE_WORKERS
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateRequest:
+    """`clip-age evaluate`, its options checked."""
+
+    dataset: Path
+    split: str
+    path_column: str | None
+    age_column: str | None
+    templates: Path | None
+    out: Path
     batch_size: int
     workers: int | None
 
@@ -76,13 +93,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return _download(args, out)
         settings = Settings.from_env()  # a wrong variable is named here, before anything loads
         choice = model_choice.choose(args.model, args.pretrained, settings)
-        request = _check(args, settings)
-        if args.command == "predict" and args.engine == "ray":
+        if args.command == "evaluate":
+            evaluation = _check_evaluate(args)
+            return _evaluate(_load(args, choice, settings), evaluation, choice, out)
+        request = _check_predict(args, settings)
+        if args.engine == "ray":
             return _predict_on_ray(request, args, choice, settings)
-        estimator = _load(args, choice, settings)
-        if args.command == "predict":
-            return predict(estimator, request, out)
-        return _evaluate(estimator, request, args, out)
+        return run_predict_command(_load(args, choice, settings), request, out)
     # What a user can get wrong (options, paths, settings, weights, the device) ends in one
     # line that says what to do, exit status 2. Anything else is a fault of clip-age's: one line
     # that says how to see it, exit status 1. The traceback only with --debug.
@@ -101,7 +118,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 1
 
 
-def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> int:
+def run_predict_command(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> int:
     """Write each photo's answer in input order; a photo that fails gets an error line. Returns
     1 when any photo failed, else 0."""
     from tqdm import tqdm
@@ -114,14 +131,15 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
 
     settings = Settings.from_env()
     writer = AnswerWriter(out, request.as_csv, request.probabilities, request.faces is not None)
-    search = None if request.faces is None else bulk_loader.FaceSearch(request.detector, request.faces)
-    drawings = None
-    if request.draw is not None:
-        drawings = Drawings(request.draw, request.faces is not None, DRAW_SIDE, settings.decode_limits)
+    detector = settings.face_detector_model if request.detector is None else request.detector
+    search = None if request.faces is None else bulk_loader.FaceSearch(detector, request.faces)
+    drawings = None if request.draw is None else Drawings(request.draw, request.faces is not None)
     counts = {"predicted": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(request.files), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty())
+    # With --draw, each photo of a batch is also kept, at drawing size, until it is drawn.
+    keep_side = None if drawings is None else DRAW_SIDE
     decoder = bulk_loader.BulkDecoder(
-        estimator.input_spec, estimator.device, request.workers, search, settings
+        estimator.input_spec, estimator.device, request.workers, search, settings, keep_side
     )
     with bar, decoder:
         for pixels, items in decoder.batches(request.files, request.batch_size):
@@ -138,7 +156,7 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
                     continue
                 problem = None
                 if drawings is not None:
-                    problem = drawings.save(item.path, request.names[item.index], answer)
+                    problem = drawings.save(item.path, request.names[item.index], item.photo, answer)
                 if problem is not None:
                     counts["failed"] += 1
                     writer.error(item.path, problem)
@@ -150,24 +168,39 @@ def predict(estimator: AgeEstimator, request: PredictRequest, out: TextIO) -> in
     return 1 if counts["failed"] else 0
 
 
-def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
-    """Every option, before the model loads."""
-    batch_size = request_options.whole_number("--batch-size", _number(args.batch_size), *BATCH_SIZE_RANGE)
-    workers = (
-        None
-        if args.workers is None
-        else request_options.whole_number("--workers", _number(args.workers), *WORKERS_RANGE)
+def _check_evaluate(args: argparse.Namespace) -> EvaluateRequest:
+    """Every option of `evaluate`, before the model loads."""
+    batch_size, workers = _batching(args)
+    if not Path(args.dataset).exists():
+        raise UsageError(
+            f"{args.dataset}: no such file or folder. Give a label file (CSV, JSON or JSON lines), "
+            "an APPA-REAL folder or a folder of UTKFace photos."
+        )
+    if args.templates and not Path(args.templates).is_file():
+        raise UsageError(f"--templates {args.templates}: no such file. Give a file of [name] sections.")
+    return EvaluateRequest(
+        dataset=Path(args.dataset),
+        split=args.split,
+        path_column=args.path_column,
+        age_column=args.age_column,
+        templates=Path(args.templates) if args.templates else None,
+        out=writable_folder("--out", args.out),
+        batch_size=batch_size,
+        workers=workers,
     )
-    if args.command == "evaluate":
-        if not Path(args.dataset).exists():
-            raise UsageError(
-                f"{args.dataset}: no such file or folder. Give a label file (CSV, JSON or JSON lines), "
-                "an APPA-REAL folder or a folder of UTKFace photos."
-            )
-        if args.templates and not Path(args.templates).is_file():
-            raise UsageError(f"--templates {args.templates}: no such file. Give a file of [name] sections.")
-        writable_folder("--out", args.out)
-        return PredictRequest([], [], None, False, Path(), None, False, False, batch_size, workers)
+
+
+def _batching(args: argparse.Namespace) -> tuple[int, int | None]:
+    """--batch-size and --workers (None: DECODE_WORKERS), checked."""
+    batch_size = request_options.whole_number("--batch-size", _number(args.batch_size), *BATCH_SIZE_RANGE)
+    if args.workers is None:
+        return batch_size, None
+    return batch_size, request_options.whole_number("--workers", _number(args.workers), *WORKERS_RANGE)
+
+
+def _check_predict(args: argparse.Namespace, settings: Settings) -> PredictRequest:
+    """Every option of `predict`, before the model loads."""
+    batch_size, workers = _batching(args)
     faces = None
     detector = Path(args.detector) if args.detector else settings.face_detector_model
     if args.detector and not detector.is_file():
@@ -206,16 +239,16 @@ def _check(args: argparse.Namespace, settings: Settings) -> PredictRequest:
         files, names = photo_files(args.paths)
     draw = writable_folder("--draw", args.draw) if args.draw else None
     return PredictRequest(
-        files,
-        names,
-        faces,
-        args.require_face,
-        detector,
-        draw,
-        args.csv,
-        args.probabilities,
-        batch_size,
-        workers,
+        files=files,
+        names=names,
+        faces=faces,
+        require_face=args.require_face,
+        detector=detector,
+        draw=draw,
+        as_csv=args.csv,
+        probabilities=args.probabilities,
+        batch_size=batch_size,
+        workers=workers,
     )
 
 
@@ -348,33 +381,30 @@ def _fetch_detector(args: argparse.Namespace, settings: Settings, target: Path) 
     print(detector_file.describe(detector_file.fetch(target)), file=sys.stderr)
 
 
-def _evaluate(estimator: AgeEstimator, request: PredictRequest, args: argparse.Namespace, out: TextIO) -> int:
+def _evaluate(
+    estimator: AgeEstimator, request: EvaluateRequest, choice: model_choice.ModelChoice, out: TextIO
+) -> int:
     from tqdm import tqdm
 
     from clip_age.evaluation import datasets, evaluate
-    from clip_age.settings import Settings
 
-    dataset = datasets.load_dataset(Path(args.dataset), args.split, args.path_column, args.age_column)
-    sets = evaluate.read_template_sets(Path(args.templates)) if args.templates else None
-    settings = Settings.from_env()
-    model = args.model or settings.clip_model
-    pretrained = settings.clip_pretrained if args.pretrained is None else args.pretrained
-    label = model if model.startswith(("local-dir:", "hf-hub:")) else f"{model} / {pretrained}"
+    dataset = datasets.load_dataset(request.dataset, request.split, request.path_column, request.age_column)
+    sets = evaluate.read_template_sets(request.templates) if request.templates else None
     with tqdm(
         total=len(dataset.samples), unit="photo", file=sys.stderr, disable=not sys.stderr.isatty()
     ) as bar:
         report = evaluate.run(
             estimator,
             dataset,
-            Path(args.out),
+            request.out,
             sets,
             request.batch_size,
             request.workers,
             progress=lambda done: bar.update(done - bar.n),
-            model_label=label,
+            model_label=choice.label,
         )
     print(evaluate.table(report), file=out)
-    print(f"Wrote report.html, metrics.json, predictions.csv and plots to {args.out}/", file=sys.stderr)
+    print(f"Wrote report.html, metrics.json, predictions.csv and plots to {request.out}/", file=sys.stderr)
     return 0
 
 

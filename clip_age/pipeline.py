@@ -21,12 +21,21 @@ from clip_age.request_options import FaceRequest
 
 
 @dataclass(frozen=True)
+class KeptPhoto:
+    """The upright photo itself, made smaller, for drawing the answer on (clip-age --draw)."""
+
+    pixels: np.ndarray  # RGB, uint8 (height, width, 3)
+    scale: float  # its width over the decoded photo's, whose coordinates face boxes are given in
+
+
+@dataclass(frozen=True)
 class Prepared:
     """Model inputs for one photo: one row per face (largest first), or one for the whole photo
-    when faces were not asked for or none was found."""
+    when faces were not asked for or none was found; and the photo, when kept."""
 
     pixels: np.ndarray
     faces: list[Face]
+    photo: KeptPhoto | None = None
 
 
 def prepare(
@@ -35,19 +44,33 @@ def prepare(
     detector: FaceDetector | None = None,
     faces: FaceRequest = FaceRequest(),
     limits: DecodeLimits = DecodeLimits(),
+    keep_side: int | None = None,
 ) -> Prepared:
-    """Decode the photo and cut the model's rows: its faces' crops when a detector is given and
-    finds any, else the whole photo."""
+    """Decode the photo once and cut the model's rows: its faces' crops when a detector is given
+    and finds any, else the whole photo. keep_side: also keep the photo, at most that many pixels
+    on its longer side."""
     if detector is None:
-        image = load_image(source, draft_side=spec.draft_side, limits=limits)
-        return Prepared(to_model_input(image, spec)[None], [])
+        # A JPEG decodes at the coarsest scale the model needs, or the kept photo when that needs more.
+        draft_side = spec.draft_side if keep_side is None else max(spec.draft_side, keep_side)
+        image = load_image(source, draft_side=draft_side, limits=limits)
+        return Prepared(to_model_input(image, spec)[None], [], _kept(image, keep_side))
     # Faces can be small in a large photo, so face mode decodes every pixel.
     image = load_image(source, limits=limits)
     found = detector.detect(image, faces.min_face_size, faces.max_faces, limits.detect_max_pixels)
     if not found:
-        return Prepared(to_model_input(image, spec)[None], [])
+        return Prepared(to_model_input(image, spec)[None], [], _kept(image, keep_side))
     crops = [to_model_input(image.crop(crop_box(face, *image.size)), spec) for face in found]
-    return Prepared(np.stack(crops), found)
+    return Prepared(np.stack(crops), found, _kept(image, keep_side))
+
+
+def _kept(image: Image.Image, keep_side: int | None) -> KeptPhoto | None:
+    if keep_side is None:
+        return None
+    scale = min(1.0, keep_side / max(image.size))
+    if scale < 1.0:
+        size = (round(image.width * scale), round(image.height * scale))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return KeptPhoto(np.asarray(image), scale)
 
 
 def photo_age(faces: list[Face], distributions: list[AgeDistribution]) -> PhotoAge:

@@ -186,6 +186,37 @@ MUTATIONS = [
         """return "'" + shown if text.startswith(FORMULA_STARTS) else shown""", "return shown",
         ("tests/test_safe_outputs.py",),
     ),
+    Mutation(
+        "draw-decodes-again", "--draw decodes each photo a second time to draw on it", "clip_age/answers/writers.py",
+        "        target = self._folder / drawing_name(name)\n",
+        "        from clip_age.decoding.images import load_image\n"
+        "        from clip_age.pipeline import _kept\n\n"
+        "        photo = _kept(load_image(path), 2048)\n"
+        "        target = self._folder / drawing_name(name)\n",
+        ("tests/test_cli.py::test_draw_draws_on_the_photo_decoded_for_the_model",),
+    ),
+    Mutation(
+        "draw-boxes-unscaled", "--draw's face boxes not scaled with the photo", "clip_age/answers/writers.py",
+        "if photo.scale != 1.0:", "if False:",
+        ("tests/test_cli.py::test_draw_draws_on_the_photo_decoded_for_the_model",),
+    ),
+    Mutation(
+        "draw-model-draft", "--draw keeps a photo decoded at the model's size", "clip_age/pipeline.py",
+        "draft_side = spec.draft_side if keep_side is None else max(spec.draft_side, keep_side)",
+        "draft_side = spec.draft_side",
+        ("tests/test_cli.py::test_draw_draws_on_the_photo_decoded_for_the_model",),
+    ),
+    Mutation(
+        "evaluate-columns", "evaluate ignores --path-column", "clip_age/cli.py",
+        "        path_column=args.path_column,", "        path_column=None,",
+        ("tests/test_cli.py::test_evaluate_reads_the_columns_named_and_names_the_model",),
+    ),
+    Mutation(
+        "wheel-photos", "the dev photos read examples/ beside the package", "clip_age/dev/photos.py",
+        'ASTRONAUT = resources.files("clip_age") / "example_photos" / "astronaut.jpg"',
+        'ASTRONAUT = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"',
+        ("tests/test_wheel.py",),
+    ),
 ]  # fmt: skip
 
 

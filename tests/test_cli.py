@@ -14,6 +14,7 @@ from PIL import Image
 
 import clip_age
 from clip_age import cli
+from clip_age.request_options import FaceRequest
 from tests.conftest import EXAMPLES, REPO
 
 
@@ -145,6 +146,79 @@ def test_draw_writes_each_photo_with_its_boxes_and_ages(model, folder, tmp_path,
     assert not changed[470:505, 980:1015].any()  # white paper far from both faces is untouched
 
 
+class PhotosReplacedBeforeTheModel:
+    """The real estimator; by the time it runs, each photo's file holds a black picture of the
+    same size, so a drawing made from a second read of the file would be black."""
+
+    def __init__(self, estimator, photos):
+        self._estimator, self._photos = estimator, photos
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def predict_pixels(self, pixels):
+        for photo in self._photos:
+            Image.new("RGB", Image.open(photo).size).save(photo, "PNG" if photo.suffix == ".png" else "JPEG")
+        return self._estimator.predict_pixels(pixels)
+
+
+@pytest.mark.parametrize("faces", [True, False])
+def test_draw_draws_on_the_photo_decoded_for_the_model(estimator, yunet_model, tmp_path, faces):
+    """Each photo is decoded once, in its worker: a large one kept at drawing size, its face
+    boxes scaled with it; a small one as it is."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    wide = Image.new("RGB", (4096, 2048), (40, 120, 200))
+    wide.paste(Image.open(EXAMPLES / "astronaut.png").convert("RGB").resize((1200, 1200)), (400, 400))
+    wide.save(photos / "wide.jpg", quality=92)
+    shutil.copy(EXAMPLES / "coffee.png", photos / "coffee.png")
+    originals = {path.name: Image.open(path).convert("RGB") for path in photos.iterdir()}
+    files, names = cli.photo_files([str(photos)])
+    request = cli.PredictRequest(
+        files=files,
+        names=names,
+        faces=FaceRequest() if faces else None,
+        detector=yunet_model,
+        draw=tmp_path / "drawn",
+    )
+    out = io.StringIO()
+    status = cli.run_predict_command(
+        PhotosReplacedBeforeTheModel(estimator, list(photos.iterdir())), request, out
+    )
+    coffee, wide_answer = records(out.getvalue())
+    assert status == 0 and "age" in coffee and "age" in wide_answer
+    drawing = np.asarray(Image.open(tmp_path / "drawn" / "wide.jpg"), dtype=np.int16)
+    expected = np.asarray(
+        originals["wide.jpg"].resize((2048, 1024), Image.Resampling.LANCZOS), dtype=np.int16
+    )
+    assert drawing.shape == expected.shape  # at most 2048 pixels on its longer side
+    changed = np.abs(drawing - expected).max(axis=2) > 60
+    assert changed.mean() < 0.05 and not changed[800:1000, 1500:2000].any()  # the photo, a label or two on it
+    if faces:
+        [face] = wide_answer["faces"]
+        x, y, width, height = (round(side / 2) for side in face["box"])  # at half the size
+        assert changed[y + height // 2, x - 3 : x + 4].any() and changed[y - 3 : y + 4, x + width // 2].any()
+        assert not changed[y + height // 2, x + 10 : x + width - 10].any()  # inside the box: the photo
+    small = np.asarray(Image.open(tmp_path / "drawn" / "coffee.png.jpg"), dtype=np.int16)
+    photo = np.asarray(originals["coffee.png"], dtype=np.int16)
+    assert small.shape == photo.shape and (np.abs(small - photo).max(axis=2) > 60).mean() < 0.1
+
+
+def test_evaluate_reads_the_columns_named_and_names_the_model(model, tmp_path):
+    shutil.copy(EXAMPLES / "coffee.png", tmp_path / "a.png")
+    shutil.copy(EXAMPLES / "astronaut.png", tmp_path / "b.png")
+    # Neither column has a name clip-age would guess, and "age" holds no ages.
+    (tmp_path / "labels.csv").write_text("picture,years,age\na.png,30,x\nb.png,40,y\n")
+    out = tmp_path / "report"
+    args = ["--path-column", "picture", "--age-column", "years", "--batch-size", "1", "--workers", "1"]
+    status = cli.main(["evaluate", str(tmp_path / "labels.csv"), "--out", str(out), *args], io.StringIO())
+    report = json.loads((out / "metrics.json").read_text())
+    assert status == 0
+    assert (report["n"], report["bad_labels"], report["model"]) == (2, {}, f"local-dir:{model}")
+    ages = [row.split(",")[1] for row in (out / "predictions.csv").read_text().splitlines()[1:]]
+    assert ages == ["30", "40"]
+
+
 # Mistakes: exit status 2, one line that says what to do, no traceback, and no model loaded.
 
 
@@ -273,10 +347,12 @@ def main():
     detector = FaceDetector(DETECTOR)
     for _ in range(3):
         detector.detect(big, 32, 10)  # OpenCV's threads now run in this process
-    estimator.predict([big])  # and torch's
+    estimator.predict_images([big])  # and torch's
     files, names = cli.photo_files(["examples"])
-    request = cli.PredictRequest(files, names, FaceRequest(), False, DETECTOR, None, False, False, 8, 2)
-    print(cli.predict(estimator, request, io.StringIO()))
+    request = cli.PredictRequest(
+        files=files, names=names, faces=FaceRequest(), detector=DETECTOR, batch_size=8, workers=2
+    )
+    print(cli.run_predict_command(estimator, request, io.StringIO()))
 
 if __name__ == "__main__":
     main()

@@ -95,9 +95,9 @@ def test_with_clip_on_a_cpu_photos_decode_only_while_the_model_waits(estimator, 
     events: list[str] = []
     original = DecodePool.prepare
 
-    async def recorded(self, path, faces):
+    async def recorded(self, path, *args, **kwargs):
         events.append(f"decode {path.rsplit('/', 1)[-1]}")
-        return await original(self, path, faces)
+        return await original(self, path, *args, **kwargs)
 
     monkeypatch.setattr(DecodePool, "prepare", recorded)
     photos = [str(EXAMPLES / name) for name in ("coffee.png", "astronaut.png", "astronaut_face.jpg")]

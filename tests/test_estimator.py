@@ -61,8 +61,8 @@ def test_a_batch_gives_the_answers_of_one_by_one_in_order(estimator, astronaut):
         astronaut.resize((300, 200)),
         astronaut.crop((100, 0, 400, 300)),
     ]
-    batched = estimator.predict(photos)
-    single = [estimator.predict([photo])[0] for photo in photos]
+    batched = estimator.predict_images(photos)
+    single = [estimator.predict_images([photo])[0] for photo in photos]
     for together, alone in zip(batched, single, strict=True):
         assert together.age == alone.age
         np.testing.assert_allclose(together.probabilities, alone.probabilities, atol=1e-5)
@@ -100,12 +100,12 @@ def test_the_model_configs_logit_scale_and_input_are_used(tmp_path, astronaut):
     assert estimator.input_shape == (160, 160, 3) and estimator.input_spec.interpolation == "bilinear"
     embedding = estimator.encode_pixels(estimator.preprocess(astronaut)[None])
     cosines = (embedding @ estimator.prompt_embeddings.T)[0]
-    [result] = estimator.predict([astronaut])
+    [result] = estimator.predict_images([astronaut])
     np.testing.assert_allclose(result.probabilities, (37.0 * cosines).softmax(-1).numpy(), atol=1e-6)
 
 
 def test_empty_batch(estimator):
-    assert estimator.predict([]) == []
+    assert estimator.predict_images([]) == []
 
 
 def test_wrong_pixels_are_refused_clearly(estimator):
@@ -154,7 +154,7 @@ def test_each_cpu_precision_serves_and_says_so(tiny_model_dir, astronaut, settin
     assert linear in type(layer).__module__
     if setting != "int8":
         assert layer.weight.dtype == dtype
-    [result] = estimator.predict([astronaut])
+    [result] = estimator.predict_images([astronaut])
     assert 1 <= result.age <= 99 and result.probabilities.sum() == pytest.approx(1.0, abs=1e-3)
 
 

@@ -60,7 +60,7 @@ def test_all_faces_of_a_photo_go_through_the_encoder_in_one_call(predictor, yune
 
 def test_faces_off_is_the_whole_photo_as_the_card_does(predictor):
     output = predict(predictor, EXAMPLES / "astronaut.png")
-    [direct] = predictor.estimator.predict([Image.open(EXAMPLES / "astronaut.png").convert("RGB")])
+    [direct] = predictor.estimator.predict_images([Image.open(EXAMPLES / "astronaut.png").convert("RGB")])
     assert output.faces == [] and output.age == direct.age
     assert output.expected_age == pytest.approx(direct.expected_age, abs=0.01)
 

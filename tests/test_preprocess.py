@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clip_age import pipeline
 from clip_age.decoding.images import load_image
 from clip_age.dev.photos import phone_photo
 from clip_age.estimation.preprocess import InputSpec, source_box, to_model_input
@@ -60,6 +61,17 @@ def test_fast_path_with_draft_decoding_is_at_least_30_db_from_the_reference(name
 def test_draft_decoding_decodes_fewer_pixels_of_a_phone_photo():
     image = load_image(phone_photo(4032, 3024), draft_side=224)
     assert image.size == (504, 378)  # 1/8 scale, the shorter side still >= 224
+
+
+def test_a_photo_kept_for_drawing_comes_from_the_decode_the_model_input_is_cut_from():
+    """clip-age --draw: a large JPEG decodes at the drawing's size; the model input barely moves."""
+    data = phone_photo(4032, 3024)
+    plain = pipeline.prepare(data, InputSpec(224))
+    kept = pipeline.prepare(data, InputSpec(224), keep_side=2048)
+    assert plain.photo is None and kept.photo.pixels.shape == (1536, 2048, 3)
+    full = load_image(data).resize((2048, 1536), Image.Resampling.LANCZOS)
+    assert psnr(kept.photo.pixels, np.asarray(full)) >= 40  # the photo itself, made smaller
+    assert psnr(kept.pixels, plain.pixels) >= 40
 
 
 def test_source_box_of_a_landscape_photo():

@@ -339,9 +339,9 @@ class Bench:
         runs = [(precision, self.args.workers) for precision in ours]
 
         def our_rate(precision: str, workers: int | None) -> float:
-            request = cli.PredictRequest(files, names, None, False, Path(), None, False, False, 64, workers)
+            request = cli.PredictRequest(files=files, names=names, workers=workers)
             started = time.perf_counter()
-            cli.predict(ours[precision], request, io.StringIO())
+            cli.run_predict_command(ours[precision], request, io.StringIO())
             return len(files) / (time.perf_counter() - started)
 
         def decode_workers(workers: int | None) -> str:
@@ -387,9 +387,9 @@ class Bench:
             (folder / f"part{index * 2 // self.args.ray_photos}").mkdir(parents=True, exist_ok=True)
             (folder / f"part{index * 2 // self.args.ray_photos}" / f"face{index:05d}.jpg").write_bytes(data)
         files, names = cli.photo_files([str(folder)])
-        request = cli.PredictRequest(files, names, None, False, Path(), None, False, False, 64, None)
+        request = cli.PredictRequest(files=files, names=names)
         started = time.perf_counter()
-        cli.predict(estimator, request, io.StringIO())
+        cli.run_predict_command(estimator, request, io.StringIO())
         local = len(files) / (time.perf_counter() - started)
         started = time.perf_counter()
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")

@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                 (folder / f"face{index:05d}.jpg").write_bytes(face)
         estimator = AgeEstimator(f"local-dir:{model}", device="cpu", cpu_precision="bf16")
         files, names = cli.photo_files([str(folder)])
-        request = cli.PredictRequest(files, names, None, False, Path(), None, False, False, 64, None)
+        request = cli.PredictRequest(files=files, names=names)
         times = []
         for _ in range(args.repeats + 1):
             started = time.perf_counter()
-            cli.predict(estimator, request, io.StringIO())
+            cli.run_predict_command(estimator, request, io.StringIO())
             times.append(time.perf_counter() - started)
     print(
         f"{len(files)} photos: first run {times[0]:.2f} s; then {[round(t, 2) for t in times[1:]]} s, "

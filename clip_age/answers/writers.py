@@ -15,7 +15,6 @@ from PIL import Image
 from clip_age import pipeline
 from clip_age.answers.results import PhotoAge
 from clip_age.answers.safe_text import printable, spreadsheet_cell
-from clip_age.decoding.upload_limits import DecodeLimits
 
 NO_FACE = "no face found: the ages are the whole photo's"
 CSV_COLUMNS = [
@@ -68,16 +67,17 @@ class Drawings:
 
     A drawing is named after its photo, source extension kept (same.png -> same.png.jpg, beside
     same.jpg), so that two photos never share a drawing; a name that cannot be written is that
-    photo's error, and the run goes on.
+    photo's error, and the run goes on. The photo drawn on is the one its decode worker kept, so
+    that no photo is decoded twice.
     """
 
-    def __init__(self, folder: Path, faces_searched: bool, max_side: int, limits: DecodeLimits) -> None:
+    def __init__(self, folder: Path, faces_searched: bool) -> None:
         self._folder, self._faces_searched = folder, faces_searched
-        self._max_side, self._limits = max_side, limits
         self._drawn: dict[Path, str] = {}  # drawing -> the photo it shows
 
-    def save(self, path: str, name: str, answer: PhotoAge) -> str | None:
-        """Draw the photo at path (found as name below its folder); None, or why it was not drawn."""
+    def save(self, path: str, name: str, photo: pipeline.KeptPhoto, answer: PhotoAge) -> str | None:
+        """Draw the answer on the photo from path (found as name below its folder); None, or why
+        it was not drawn."""
         target = self._folder / drawing_name(name)
         if target in self._drawn:
             return (
@@ -85,7 +85,7 @@ class Drawings:
                 f"{printable(self._drawn[target])}. Draw photos of the same name in separate runs."
             )
         try:
-            save_drawing(path, answer, self._faces_searched, target, self._max_side, self._limits)
+            save_drawing(photo, answer, self._faces_searched, target)
         except OSError as error:
             return f"Not drawn: {printable(str(target))} cannot be written ({error.strerror or error})."
         self._drawn[target] = path
@@ -97,21 +97,14 @@ def drawing_name(name: str) -> str:
     return name if Path(name).suffix.lower() in (".jpg", ".jpeg") else name + ".jpg"
 
 
-def save_drawing(
-    path: str, answer: PhotoAge, faces_searched: bool, target: Path, max_side: int, limits: DecodeLimits
-) -> None:
-    """The photo with its boxes and ages drawn on it, at most max_side pixels on its longer
-    side, as a JPEG at target. The photo was decoded within limits by a worker already."""
+def save_drawing(photo: pipeline.KeptPhoto, answer: PhotoAge, faces_searched: bool, target: Path) -> None:
+    """The photo with its boxes and ages drawn on it, as a JPEG at target."""
     from clip_age.answers.drawing import draw_answer
-    from clip_age.decoding.images import load_image
 
-    image = load_image(path, limits=limits)
-    scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
-        image = image.resize(
-            (round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS
-        )
-        answer = replace(answer, faces=[replace(face, box=_scaled(face.box, scale)) for face in answer.faces])
+    image = Image.fromarray(photo.pixels)
+    if photo.scale != 1.0:
+        faces = [replace(face, box=_scaled(face.box, photo.scale)) for face in answer.faces]
+        answer = replace(answer, faces=faces)
     target.parent.mkdir(parents=True, exist_ok=True)
     # The format named, not read from the name: Pillow sees no extension in a name like "..jpg".
     draw_answer(image, answer, faces_searched).save(target, "JPEG", quality=90)

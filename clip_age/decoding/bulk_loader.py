@@ -23,20 +23,22 @@ from clip_age.decoding.decode_pool import DecodeFailed, DecodePool
 from clip_age.decoding.faces import Face
 from clip_age.decoding.images import InvalidImage
 from clip_age.estimation.preprocess import InputSpec
-from clip_age.pipeline import Prepared
+from clip_age.pipeline import KeptPhoto, Prepared
 from clip_age.request_options import FaceRequest
 from clip_age.settings import Settings
 
 
 @dataclass(frozen=True)
 class Item:
-    """One file of a batch: its rows of the batch's pixels (faces, or the whole photo), or an error."""
+    """One file of a batch: its rows of the batch's pixels (faces, or the whole photo), or an error;
+    and the photo, when kept."""
 
     index: int
     path: str
     rows: int = 0
     faces: tuple[Face, ...] = ()
     error: str | None = None
+    photo: KeptPhoto | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,11 @@ def decodes_ahead(model_device: torch.device) -> bool:
 
 
 class BulkDecoder:
-    """Decode workers for one run of many photos; close() (or a with block) stops them."""
+    """Decode workers for one run of many photos; close() (or a with block) stops them.
+
+    keep_side: each item also holds its photo, made smaller in the worker to at most that many
+    pixels on its longer side, so that it is decoded once (clip-age --draw draws on it).
+    """
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class BulkDecoder:
         workers: int | None = None,
         faces: FaceSearch | None = None,
         settings: Settings | None = None,
+        keep_side: int | None = None,
     ) -> None:
         settings = Settings.from_env() if settings is None else settings
         limits = settings.pool_limits
@@ -79,6 +86,7 @@ class BulkDecoder:
         self._ahead = decodes_ahead(model_device)
         self._pin = model_device.type == "cuda"
         self._faces = None if faces is None else faces.request
+        self._keep_side = keep_side
         detector = None if faces is None else faces.detector_model
         self._pool = DecodePool(spec, detector, settings.decode_limits, limits)
         # Never more jobs in flight than workers: a job never waits in the pool for a worker, so
@@ -131,7 +139,7 @@ class BulkDecoder:
     async def _one(self, source: str) -> Prepared | InvalidImage | DecodeFailed:
         async with self._slots:
             try:
-                return await self._pool.prepare(source, self._faces)
+                return await self._pool.prepare(source, self._faces, keep_side=self._keep_side)
             except (InvalidImage, DecodeFailed) as refusal:
                 return refusal
 
@@ -147,7 +155,7 @@ class BulkDecoder:
             if isinstance(answer, Exception):
                 items.append(Item(index, path, error=str(answer)))
                 continue
-            items.append(Item(index, path, len(answer.pixels), tuple(answer.faces)))
+            items.append(Item(index, path, len(answer.pixels), tuple(answer.faces), photo=answer.photo))
             rows.append(answer.pixels)
         pixels = torch.from_numpy(np.concatenate(rows)) if rows else torch.empty(0, dtype=torch.uint8)
         return (pixels.pin_memory() if self._pin and rows else pixels), items

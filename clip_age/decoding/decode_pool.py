@@ -6,7 +6,7 @@ CUDA state), caps its own address space (RLIMIT_AS), and gets a wall-clock deadl
 worker that overruns its deadline, or whose request is cancelled, is killed and replaced; one that
 ran out of memory or grew large exits after answering and is replaced, so no memory is kept.
 Jobs are a path and the face options; answers are the model's uint8 rows (150 KB a face at 224
-px), never decoded photos.
+px), and the decoded photo only when a job asks to keep it, made smaller (clip-age --draw).
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from clip_age.decoding import decode_worker
 from clip_age.decoding.images import InvalidImage
 from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits
 from clip_age.estimation.preprocess import InputSpec
-from clip_age.pipeline import Prepared
+from clip_age.pipeline import KeptPhoto, Prepared
 from clip_age.request_options import FaceRequest
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,18 @@ class DecodePool:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._started = [_Worker(self._context, self._config) for _ in range(limits.workers)]
 
-    async def prepare(self, path: str, faces: FaceRequest | None, started: float | None = None) -> Prepared:
+    async def prepare(
+        self,
+        path: str,
+        faces: FaceRequest | None,
+        started: float | None = None,
+        keep_side: int | None = None,
+    ) -> Prepared:
         """Model rows for the photo at path (a file this server made for the request).
 
         started is when the request arrived (the event loop's clock; default now): its deadline
-        covers the wait for a worker as well as the decode."""
+        covers the wait for a worker as well as the decode. keep_side: also the photo, at most
+        that many pixels on its longer side (made smaller within the deadline too)."""
         loop = asyncio.get_running_loop()
         deadline = (loop.time() if started is None else started) + self._limits.timeout_s
         worker = await self._acquire(min(self._limits.queue_timeout_s, deadline - loop.time()))
@@ -69,7 +76,7 @@ class DecodePool:
         allowance = self._limits.decode_allowance_s(size, self._decode_limits.max_upload_bytes)
         budget = min(allowance, deadline - loop.time())
         try:
-            status, payload, retire = await worker.run((path, faces), budget)
+            status, payload, retire = await worker.run((path, faces, keep_side), budget)
         except asyncio.CancelledError:
             # The prediction was cancelled: stop its decode now, not when it would have finished.
             self._replace(worker, "its request was stopped")
@@ -95,8 +102,7 @@ class DecodePool:
             raise InvalidImage(payload)
         if status == "failed":
             raise DecodeFailed(payload)
-        pixels, faces_found = payload
-        return Prepared(pixels, faces_found)
+        return payload
 
     def close(self) -> None:
         self._closed = True
@@ -199,9 +205,14 @@ class _Worker:
                 loop.remove_reader(fd)
             status, payload, retire = self._connection.recv()
             if status == "ok":
-                shape, faces = payload
+                shape, faces, kept = payload
                 pixels = np.frombuffer(self._connection.recv_bytes(), dtype=np.uint8).reshape(shape)
-                payload = (pixels.copy(), faces)  # writable, for torch
+                photo = None
+                if kept is not None:
+                    photo_shape, scale = kept
+                    photo_pixels = np.frombuffer(self._connection.recv_bytes(), dtype=np.uint8)
+                    photo = KeptPhoto(photo_pixels.reshape(photo_shape), scale)
+                payload = Prepared(pixels.copy(), faces, photo)  # the rows writable, for torch
             return status, payload, retire
         except (EOFError, OSError):
             raise _Died() from None

@@ -37,11 +37,12 @@ class WorkerConfig:
 
 
 def serve(connection: Connection, config: WorkerConfig) -> None:
-    """Answer jobs (path, FaceRequest | None) until the pipe closes.
+    """Answer jobs (path, FaceRequest | None, keep_side | None) until the pipe closes.
 
-    Answers are (status, payload, retire): ("ok", (shape, faces)) followed by the pixels' raw
-    bytes, ("refused", message) for an upload we will not use, ("failed", message) for our own
-    fault; retire asks to be replaced.
+    Answers are (status, payload, retire): ("ok", (shape, faces, kept)) followed by the pixels'
+    raw bytes and, when the job asked to keep the photo, the photo's (kept is then its shape and
+    scale, else None); ("refused", message) for an upload we will not use, ("failed", message)
+    for our own fault; retire asks to be replaced.
     """
     cv2.setNumThreads(1)  # one core per worker: the pool's size is the parallelism
     detector = FaceDetector(config.detector_model) if config.detector_model else None
@@ -50,30 +51,38 @@ def serve(connection: Connection, config: WorkerConfig) -> None:
     connection.send(READY)
     while True:
         try:
-            path, faces = connection.recv()
+            path, faces, keep_side = connection.recv()
         except EOFError:
             return
-        status, payload, retire = _prepare(path, faces, config, detector)
+        status, payload, retire = _prepare(path, faces, keep_side, config, detector)
         retire = retire or _resident_bytes() - baseline > RETIRE_GROWTH_BYTES
         if status == "ok":
-            pixels, found = payload
-            connection.send((status, (pixels.shape, found), retire))
+            prepared: pipeline.Prepared = payload
+            photo = prepared.photo
+            kept = None if photo is None else (photo.pixels.shape, photo.scale)
+            connection.send((status, (prepared.pixels.shape, prepared.faces, kept), retire))
             # Raw and flat (a memoryview of a 4-D array counts its first axis): the parent
-            # rebuilds the array from its shape.
-            connection.send_bytes(np.ascontiguousarray(pixels).reshape(-1))
+            # rebuilds the arrays from their shapes.
+            connection.send_bytes(np.ascontiguousarray(prepared.pixels).reshape(-1))
+            if photo is not None:
+                connection.send_bytes(np.ascontiguousarray(photo.pixels).reshape(-1))
+            del prepared, photo, payload  # the kept photo's megabytes, before waiting for the next job
         else:
             connection.send((status, payload, retire))
         if retire:
             return
 
 
-def _prepare(path: str, faces, config: WorkerConfig, detector: FaceDetector | None) -> tuple:
+def _prepare(
+    path: str, faces, keep_side: int | None, config: WorkerConfig, detector: FaceDetector | None
+) -> tuple:
     try:
+        limits = config.decode_limits
         if faces is None:
-            prepared = pipeline.prepare(path, config.spec, limits=config.decode_limits)
+            prepared = pipeline.prepare(path, config.spec, limits=limits, keep_side=keep_side)
         else:
-            prepared = pipeline.prepare(path, config.spec, detector, faces, config.decode_limits)
-        return "ok", (prepared.pixels, prepared.faces), False
+            prepared = pipeline.prepare(path, config.spec, detector, faces, limits, keep_side)
+        return "ok", prepared, False
     except InvalidImage as refusal:
         return "refused", str(refusal), False
     except MemoryError:

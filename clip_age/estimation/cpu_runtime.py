@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ EXPECTED_AGE_YEARS = 1.0
 NEAR_TIE = 0.02  # an fp32 probability within this of the top counts as a tie
 # One batch of probe photos: the examples, then synthetic ones (gpu_path.probe_images).
 PROBE_PHOTOS = 8
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(str(resources.files("clip_age") / "example_photos"))  # package data: also in a wheel
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,8 @@ def onnxruntime_tower(onnx: Path, threads: int) -> Tower:
 
 
 def probe_photos(size: int, preprocess: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
-    """The photos the agreement gate checks: the repository's example photos where they are
-    (a source checkout, the Cog image) and synthetic ones, as model inputs (uint8 NHWC)."""
+    """The photos the agreement gate checks: the example photos the package ships and synthetic
+    ones, as model inputs (uint8 NHWC)."""
     photos = [
         preprocess(Image.open(path).convert("RGB"))
         for path in sorted(EXAMPLES.glob("*"))

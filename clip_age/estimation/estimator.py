@@ -114,8 +114,9 @@ class AgeEstimator:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return to_model_input(image, self.input_spec)
 
-    def predict(self, images: Sequence[Image.Image]) -> list[AgeDistribution]:
-        """One distribution per upright RGB image, in order."""
+    def predict_images(self, images: Sequence[Image.Image]) -> list[AgeDistribution]:
+        """One distribution per upright RGB image, in order (the whole image: no faces are
+        looked for; clip_age.predict takes photos as files and finds faces)."""
         if not images:
             return []
         return self.predict_pixels(np.stack([self.preprocess(image) for image in images]))
