@@ -105,7 +105,8 @@ class Predictor(BaseRunner):
         # schema passes them here, and they are dropped the same way instead of failing the call.
         **unknown,
     ) -> Output:
-        arrived = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         if unknown:
             log.warning("Ignoring %s", _named_briefly(unknown))
         try:
@@ -118,12 +119,17 @@ class Predictor(BaseRunner):
             else:
                 faces = None
             prepared = await self.decoders.prepare(path, faces, started=arrived)
+            decoded = loop.time()
         # Whatever the client sent that we cannot use ends here, as a plain sentence.
         except (request_options.OptionError, InvalidImage, DecodeFailed, DetectorUnavailable) as refusal:
             raise Refused(str(refusal)) from None
         batched = await asyncio.wrap_future(self.batcher.submit(prepared.pixels))
-        # Shows in the response's metrics: how many images shared this request's forward pass.
+        # Shown in the response's metrics: how many images shared this request's forward pass,
+        # and where its time went (seconds, as Cog's own predict_time): waiting for and decoding
+        # in a worker, then waiting for and running the model.
         self.record_metric("batch_size", batched.batch_rows)
+        self.record_metric("decode_time", decoded - arrived)
+        self.record_metric("model_time", loop.time() - decoded)
         answer = pipeline.to_json(pipeline.photo_age(prepared.faces, batched.results), with_probabilities)
         return Output(**{**answer, "faces": [Face(**face) for face in answer["faces"]]})
 

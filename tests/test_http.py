@@ -43,6 +43,15 @@ def test_an_example_photo_gets_every_output_field_with_its_json_type(cog_server)
     assert output["probabilities"] == [] and output["faces"] == []
 
 
+def test_the_metrics_say_where_the_requests_time_went(cog_server):
+    prediction, _ = cog_server.predict({"image": example("astronaut_face.jpg")})
+    metrics = prediction["metrics"]
+    assert metrics["batch_size"] == 1
+    # Inside Cog's own measure of the prediction: the decode worker, then the model.
+    assert 0 < metrics["decode_time"] and 0 < metrics["model_time"]
+    assert metrics["decode_time"] + metrics["model_time"] <= metrics["predict_time"]
+
+
 def test_probabilities_on_request(cog_server):
     prediction, _ = cog_server.predict({"image": example("astronaut.png"), "return_probabilities": True})
     probabilities = prediction["output"]["probabilities"]

@@ -528,21 +528,67 @@ class Bench:
         if torch_threads is not None:
             env["OMP_NUM_THREADS"] = str(torch_threads)
         threads = f"torch on {torch_threads} thread" if torch_threads else "torch on one thread per core"
+        stages = []
         with LocalCogServer(env) as server:
             server.wait_until_ready()
             for clients in self.args.clients:
-                latencies, seconds = self._load(server, uri, clients, self.args.http_requests * clients)
+                latencies, metrics, seconds = self._load(
+                    server, uri, clients, self.args.http_requests * clients
+                )
                 p50 = float(np.percentile(latencies, 50))
                 rows.append([
                     str(clients), str(len(latencies)), f"{p50:.1f}", f"{np.percentile(latencies, 90):.1f}",
-                    rate(len(latencies) / seconds), ratio(original_ms, p50),
+                    rate(len(latencies) / seconds), ratio(original_ms, p50), f"{p50 / in_process_ms:.2f}",
                 ])  # fmt: skip
+                if clients == 1:
+                    stages = self._stages(latencies, metrics, in_process_ms)
         self._table(
             f"HTTP through the Cog server, 256 px face JPEG: {name}, {threads}, {self._server_workers} decode "
             f"workers (original in process: {original_ms:.1f} ms; ours in process: {in_process_ms:.1f} ms)",
-            ["clients", "requests", "p50 ms", "p90 ms", "requests/s", "original in process / p50"],
+            [
+                "clients",
+                "requests",
+                "p50 ms",
+                "p90 ms",
+                "requests/s",
+                "original in process / p50",
+                "p50 / in process",
+            ],
             rows,
         )
+        if stages:
+            self._table(
+                f"Where one client's request goes over HTTP: {name}, {threads} (medians, ms)",
+                ["stage", "ms"],
+                stages,
+            )
+
+    @staticmethod
+    def _stages(
+        latencies: list[float], metrics: list[dict[str, float]], in_process_ms: float
+    ) -> list[list[str]]:
+        """The request's time split by the server's own metrics: Cog's predict_time around the
+        predictor, and within it the decode worker's part and the model's part."""
+
+        def median_ms(key: str) -> float:
+            return statistics.median(m[key] for m in metrics) * 1000
+
+        whole, inside = statistics.median(latencies), median_ms("predict_time")
+        decode, model = median_ms("decode_time"), median_ms("model_time")
+        return [
+            ["whole request, seen by the client", f"{whole:.1f}"],
+            [
+                "HTTP, Cog's queue and the hand-off to the model's process (whole - predict_time)",
+                f"{whole - inside:.1f}",
+            ],
+            [
+                "Cog's input handling: the data URI to a file (predict_time - decode - model)",
+                f"{inside - decode - model:.1f}",
+            ],
+            ["a decode worker: waiting for one, reading and decoding the photo", f"{decode:.1f}"],
+            ["the model: waiting for the batcher, CLIP and the answer's statistics", f"{model:.1f}"],
+            ["the same request in process (decode and model in one thread)", f"{in_process_ms:.1f}"],
+        ]
 
     @property
     def _server_workers(self) -> int:
@@ -552,20 +598,23 @@ class Bench:
     def _decoders(self) -> dict[str, str]:
         return {"DECODE_WORKERS": str(self._server_workers)}
 
-    def _load(self, server: LocalCogServer, uri: str, clients: int, count: int) -> tuple[list[float], float]:
+    def _load(
+        self, server: LocalCogServer, uri: str, clients: int, count: int
+    ) -> tuple[list[float], list[dict[str, float]], float]:
+        """Latencies (ms), each prediction's metrics and the wall time of count requests."""
         for _ in range(5):
             server.predict({"image": uri})
 
-        def one(_: int) -> float:
+        def one(_: int) -> tuple[float, dict[str, float]]:
             started = time.perf_counter()
             prediction, _ = server.predict({"image": uri})
             assert prediction["status"] == "succeeded", prediction
-            return (time.perf_counter() - started) * 1000
+            return (time.perf_counter() - started) * 1000, prediction["metrics"]
 
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
-            latencies = list(pool.map(one, range(count)))
-        return latencies, time.perf_counter() - started
+            answers = list(pool.map(one, range(count)))
+        return [ms for ms, _ in answers], [metrics for _, metrics in answers], time.perf_counter() - started
 
     def _estimator(self, spec: str, precision: str, runtime: str = "torch") -> AgeEstimator:
         if self.device == "cuda":

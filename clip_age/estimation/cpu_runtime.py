@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import platform
-import statistics
 import tempfile
 import time
 import warnings
@@ -43,7 +42,7 @@ Tower = Callable[[torch.Tensor], torch.Tensor]  # normalised float32 (batch, 3, 
 OPENVINO, ONNXRUNTIME = "OpenVINO bf16", "ONNX Runtime int8"
 RUNTIME_PACKAGES = {OPENVINO: "openvino", ONNXRUNTIME: "onnxruntime"}
 # Batch shapes timed for the choice: a request alone, and a batch as bulk runs and busy servers
-# send; a batch uses the choice of the largest timed shape not above it.
+# send.
 TIMED_BATCHES = (1, 8)
 # The dynamo exporter at opset 18 handles open_clip's attention; a batch-2 example keeps the
 # batch dimension dynamic in the graph.
@@ -122,37 +121,14 @@ def weights_digest(spec: ModelSpec) -> str | None:
 
 @dataclass
 class Served:
-    """What serves the image tower: one tower per batch shape (the smallest batch it serves from)."""
+    """What serves the image tower, and why anything faster was not used."""
 
-    towers: list[tuple[int, str, Tower]]
+    name: str
+    tower: Tower
     reasons: list[str] = field(default_factory=list)
 
-    @property
-    def names(self) -> list[str]:
-        return list(dict.fromkeys(name for _, name, _ in self.towers))
-
-    def describe(self) -> str:
-        if len(self.towers) == 1:
-            return self.towers[0][1]
-        parts = []
-        for index, (start, name, _) in enumerate(self.towers):
-            end = self.towers[index + 1][0] - 1 if index + 1 < len(self.towers) else None
-            shape = (
-                f"batch {start}"
-                if end == start
-                else f"batches {start}+"
-                if end is None
-                else f"batches {start}-{end}"
-            )
-            parts.append(f"{name} for {shape}")
-        return ", ".join(parts)
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        tower = self.towers[0][2]
-        for start, _, candidate in self.towers:
-            if len(x) >= start:
-                tower = candidate
-        return tower(x)
+        return self.tower(x)
 
 
 class Exports:
@@ -262,8 +238,9 @@ def probe_photos(size: int, preprocess: Callable[[Image.Image], np.ndarray]) -> 
 def measure(
     candidates: dict[str, Tower], size: int, batches: Sequence[int] = TIMED_BATCHES, rounds: int = 5
 ) -> dict[int, dict[str, float]]:
-    """Median ms per batch of each candidate, at each batch shape, the candidates interleaved
-    round by round so that a noisy neighbour slows them alike."""
+    """The fastest of a few runs, in ms per batch, of each candidate at each batch shape, the
+    candidates taking turns round by round. A neighbour's burst only ever adds time, so the
+    fastest run is the one it disturbed least: the choice stays right on a shared machine."""
     timings: dict[int, dict[str, float]] = {}
     with torch.inference_mode():
         for batch in batches:
@@ -276,19 +253,15 @@ def measure(
                     started = time.perf_counter()
                     tower(x)
                     samples[name].append((time.perf_counter() - started) * 1000)
-            timings[batch] = {name: statistics.median(times) for name, times in samples.items()}
+            timings[batch] = {name: min(times) for name, times in samples.items()}
     return timings
 
 
-def fastest(timings: dict[int, dict[str, float]]) -> list[tuple[int, str]]:
-    """(smallest batch, name) of the fastest candidate per timed batch shape, merging neighbours."""
-    chosen: list[tuple[int, str]] = []
-    for batch in sorted(timings):
-        name = min(timings[batch], key=timings[batch].get)
-        if not chosen or chosen[-1][1] != name:
-            chosen.append((batch, name))
-    chosen[0] = (1, chosen[0][1])
-    return chosen
+def fastest(timings: dict[int, dict[str, float]]) -> str:
+    """The candidate with the least time per photo over the timed batch shapes together: one
+    runtime serves every shape, so setup loads and checks one."""
+    names = next(iter(timings.values()))
+    return min(names, key=lambda name: sum(timings[batch][name] / batch for batch in timings))
 
 
 def disagreement(
@@ -344,10 +317,10 @@ def choose(
     threads: int | None = None,
 ) -> Served | None:
     """What serves the image tower, or None when no runtime applies (none installed, or
-    CLIP_CPU_RUNTIME=torch). setting "auto" serves the fastest per batch shape, measured once
-    per machine; a runtime's name serves it at every shape. A runtime that disagrees with fp32
-    on the probe is dropped and torch serves its batch shapes; if torch's own tower disagrees
-    too, fp32 serves (`"torch fp32"`, whose module the caller then serves with)."""
+    CLIP_CPU_RUNTIME=torch). setting "auto" serves the fastest contender, timed once per
+    machine; a runtime's name serves that runtime. A runtime that disagrees with fp32 on the
+    probe is dropped and torch serves; if torch's own tower disagrees too, fp32 serves
+    (`"torch fp32"`, whose module the caller then serves with)."""
     runtimes = _requested(setting)
     if not runtimes:
         return None
@@ -379,46 +352,37 @@ def choose(
     wrap = fault.wrap if fault else (lambda _, tower: tower)
     torch_tower = wrap(model.torch_name, model.torch_tower)
     choice_file = exports.choice(threads, runtimes, model.torch_name)
-    # A runtime named in CLIP_CPU_RUNTIME serves every batch shape; auto serves the fastest.
-    chosen = (
-        _cached_choice(choice_file, {model.torch_name, *runtimes})
-        if setting == "auto"
-        else [(1, runtimes[0])]
-    )
-    towers: dict[str, Tower] = {model.torch_name: torch_tower}
+    # A runtime named in CLIP_CPU_RUNTIME serves; auto serves the fastest, timed once per machine.
+    chosen = _cached_choice(choice_file, {model.torch_name, *runtimes}) if setting == "auto" else runtimes[0]
     if chosen is None:
-        for name in runtimes:
-            towers[name] = wrap(name, builders[name]())
-        timings = measure(towers, model.size)
+        candidates = {
+            model.torch_name: torch_tower,
+            **{name: wrap(name, builders[name]()) for name in runtimes},
+        }
+        timings = measure(candidates, model.size)
         chosen = fastest(timings)
         write_json(
             choice_file, {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen}
         )
         log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
-    else:
-        for name in {name for _, name in chosen} - towers.keys():
-            towers[name] = wrap(name, builders[name]())
+        tower = candidates[chosen]
+        del candidates  # the runtimes not chosen free their memory
+    elif chosen != model.torch_name:
+        tower = wrap(chosen, builders[chosen]())
+    if chosen == model.torch_name:
+        return Served(chosen, torch_tower)
 
     reference = _reference(exports, probe, model, load_fp32)
     x = model.normalise(torch.from_numpy(probe))
-    reasons = []
-    failed = set()
-    for name in dict.fromkeys(name for _, name in chosen):
-        if name == model.torch_name:
-            continue
-        problem = _attempt(lambda name=name: _check(towers[name], x, reference, model))
-        if problem:
-            failed.add(name)
-            reasons.append(f"{name} was not used: {problem}")
-    if failed:
-        chosen = [(start, model.torch_name if name in failed else name) for start, name in chosen]
-        problem = _attempt(lambda: _check(torch_tower, x, reference, model))
-        if problem:
-            reasons.append(f"{model.torch_name} was not used: {problem}")
-            tower = wrap("torch fp32", lambda x: load_fp32().encode_image(x))
-            return Served([(1, "torch fp32", tower)], reasons)
-    merged = fastest({start: {name: 0.0} for start, name in chosen})
-    return Served([(start, name, towers[name]) for start, name in merged], reasons)
+    problem = _attempt(lambda: _check(tower, x, reference, model))
+    if not problem:
+        return Served(chosen, tower)
+    reasons = [f"{chosen} was not used: {problem}"]
+    problem = _attempt(lambda: _check(torch_tower, x, reference, model))
+    if not problem:
+        return Served(model.torch_name, torch_tower, reasons)
+    reasons.append(f"{model.torch_name} was not used: {problem}")
+    return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
 
 
 def _requested(setting: str) -> list[str]:
@@ -448,12 +412,12 @@ def _int8(exports: Exports) -> Path:
     return target
 
 
-def _cached_choice(path: Path, names: set[str]) -> list[tuple[int, str]] | None:
+def _cached_choice(path: Path, names: set[str]) -> str | None:
     try:
-        chosen = [(int(start), str(name)) for start, name in json.loads(path.read_text())["chosen"]]
+        chosen = json.loads(path.read_text())["chosen"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return chosen if chosen and {name for _, name in chosen} <= names else None
+    return chosen if chosen in names else None
 
 
 def _reference(

@@ -209,7 +209,10 @@ class AgeEstimator:
         )
         if served is None:
             return
-        if served.names == ["torch fp32"]:
+        if served.name == model.torch_name and not served.reasons:
+            self.serving += "; the CPU runtimes were timed slower"
+            return
+        if served.name == "torch fp32":
             self.clip = _Clip(load_fp32(), torch.float32)
             with torch.inference_mode():
                 self.logit_scale = float(self.model.logit_scale.exp())
@@ -217,7 +220,7 @@ class AgeEstimator:
             self.precision = device_choice.Precision("fp32", "the faster paths disagreed with fp32 at setup")
         self.clip = _Clip(self.clip.module, self.clip.dtype, served)
         self._forward = partial(self._rows, self.clip, self.prompt_embeddings)
-        self.serving = f"the image tower in {served.describe()} on the CPU (checked against fp32 at setup)"
+        self.serving = f"the image tower in {served.name} on the CPU (checked against fp32 at setup)"
         for reason in served.reasons:
             log.warning("%s", reason)
             self.serving += f"; {reason}"
