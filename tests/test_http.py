@@ -165,7 +165,7 @@ def test_setup_failure_names_the_missing_weights(tmp_path):
     with LocalCogServer({"CLIP_MODEL": f"local-dir:{tmp_path}"}) as server:
         health = server.wait_until_ready()
     assert health["status"] == "SETUP_FAILED"
-    assert f"no open_clip_config.json in {tmp_path}" in health["setup"]["logs"]
+    assert f"local-dir:{tmp_path}: that folder holds no open_clip_config.json." in health["setup"]["logs"]
 
 
 def test_a_gpu_image_on_a_machine_without_one_fails_setup_saying_what_to_do(tiny_model_dir):
