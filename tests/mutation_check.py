@@ -5,8 +5,9 @@
     python -m tests.mutation_check bgr nearest
 
 Each mutation edits one line of a copy of the repository (tracked files only) and runs the
-tests named for it there; it is caught when at least one of them fails. The script exits 1 if
-any mutation survives. Not part of CI's run: it is how to check that the tests can fail.
+tests named for it there; it is caught when at least one of them fails. First, as a control, the
+same tests run on the copy without any change and must pass. The script exits 1 if any
+mutation survives. Not part of CI's run: it is how to check that the tests can fail.
 """
 
 import argparse
@@ -220,25 +221,32 @@ MUTATIONS = [
 ]  # fmt: skip
 
 
-def run(mutation: Mutation) -> tuple[bool, float]:
-    """(caught, seconds) for one mutation, in a scratch copy of the tracked files."""
+def run(mutation: Mutation | None, tests: tuple[str, ...] = ()) -> tuple[bool, float]:
+    """(failed, seconds): the mutation's tests on a scratch copy of the tracked files with that
+    one change; with no mutation, the tests given on the copy as it is (the control)."""
     with tempfile.TemporaryDirectory(prefix="mutant-") as scratch:
         copy = Path(scratch) / "repo"
         files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
         for name in files.stdout.splitlines():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
-        target = copy / mutation.file
-        source = target.read_text()
-        if source.count(mutation.old) != 1:
-            raise SystemExit(f"{mutation.name}: the line to change is not in {mutation.file} exactly once")
-        target.write_text(source.replace(mutation.old, mutation.new))
+        # A repository of its own, as a checkout is: some tests list the tracked files.
+        subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=copy, check=True)
+        if mutation is not None:
+            target, tests = copy / mutation.file, mutation.tests
+            source = target.read_text()
+            if source.count(mutation.old) != 1:
+                raise SystemExit(
+                    f"{mutation.name}: the line to change is not in {mutation.file} exactly once"
+                )
+            target.write_text(source.replace(mutation.old, mutation.new))
         started = time.perf_counter()
-        tests = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+        outcome = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
             cwd=copy, capture_output=True, text=True,
         )  # fmt: skip
-        return tests.returncode != 0, time.perf_counter() - started
+        return outcome.returncode != 0, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         for mutation in MUTATIONS:
             print(f"{mutation.name:18} {mutation.what}")
         return 0 if args.list else 2
+    # A failure only means "caught" if the same tests pass on the copy without the mutation.
+    control = tuple(dict.fromkeys(test for mutation in chosen for test in mutation.tests))
+    failed, seconds = run(None, control)
+    if failed:
+        print(f"The tests fail without any mutation ({seconds:.0f} s): fix that first.", file=sys.stderr)
+        return 2
     survived = []
+    print(f"Control: every named test passes unmutated ({seconds:.0f} s).\n")
     print("| mutation | caught | seconds | tests |\n|---|---|---|---|")
     for mutation in chosen:
         caught, seconds = run(mutation)

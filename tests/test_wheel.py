@@ -22,7 +22,7 @@ SHIPPED = REPO / "clip_age" / "example_photos"
 FROM_THE_WHEEL = """
 import hashlib, json
 import clip_age
-from clip_age import cpu_runtime
+from clip_age.estimation import cpu_runtime
 from clip_age.dev.photos import phone_photo
 
 print(json.dumps({
