@@ -44,6 +44,7 @@ RUNTIME_PACKAGES = {OPENVINO: "openvino", ONNXRUNTIME: "onnxruntime"}
 # Batch shapes timed for the choice: a request alone, and a batch as bulk runs and busy servers
 # send.
 TIMED_BATCHES = (1, 8)
+SETTLE_S = 0.05
 # The dynamo exporter at opset 18 handles open_clip's attention; a batch-2 example keeps the
 # batch dimension dynamic in the graph.
 OPSET = 18
@@ -250,6 +251,9 @@ def measure(
             samples: dict[str, list[float]] = {name: [] for name in candidates}
             for _ in range(rounds if batch == 1 else max(2, rounds // 2)):
                 for name, tower in candidates.items():
+                    # A runtime's threads spin for a while after a call; the next contender must
+                    # not pay for that, as a request arriving at an idle server does not.
+                    time.sleep(SETTLE_S)
                     started = time.perf_counter()
                     tower(x)
                     samples[name].append((time.perf_counter() - started) * 1000)
