@@ -3,6 +3,7 @@ loopback), open_clip resolves the model and tag there itself, offline, and what 
 named with the command that fetches it."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -165,6 +166,24 @@ def test_a_local_dir_loads_through_the_same_path(tiny_model_dir, no_network):
     spec = weights.locate(f"local-dir:{tiny_model_dir}", "openai")
     assert (spec.pretrained, spec.checkpoint) == (None, None)  # open_clip reads the folder
     assert open_clip_model.create(spec, "cpu", "fp32").visual.preprocess_cfg["size"] == (224, 224)
+
+
+def test_weights_loaded_without_drawing_random_ones_first_are_open_clips_own(tiny_model_dir, tmp_path):
+    ours = open_clip_model.create(weights.locate(f"local-dir:{tiny_model_dir}", None), "cpu", "fp32")
+    reference = open_clip.create_model(f"local-dir:{tiny_model_dir}")
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    # A folder without a checkpoint keeps open_clip's random init, drawn as open_clip draws it.
+    for path in tiny_model_dir.iterdir():
+        if path.suffix != ".safetensors":
+            shutil.copy(path, tmp_path / path.name)
+    torch.manual_seed(0)
+    ours = open_clip_model.create(weights.locate(f"local-dir:{tmp_path}", None), "cpu", "fp32")
+    torch.manual_seed(0)
+    reference = open_clip.create_model(f"local-dir:{tmp_path}")
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
 def test_unknown_tag_lists_the_known_ones():
