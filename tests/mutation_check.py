@@ -218,6 +218,13 @@ MUTATIONS = [
         'ASTRONAUT = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"',
         ("tests/test_wheel.py",),
     ),
+    Mutation(
+        "api-workers-per-call", "the Python API starts decode workers for every call",
+        "clip_age/decoding/bulk_loader.py",
+        "        with _kept.use((spec, model_device, faces, settings)) as decoder:",
+        "        with BulkDecoder(spec, model_device, None, faces, settings) as decoder:",
+        ("tests/test_cli_bounds.py::test_the_api_keeps_its_decode_workers_from_one_call_to_the_next",),
+    ),
 ]  # fmt: skip
 
 

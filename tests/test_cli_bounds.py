@@ -4,6 +4,7 @@ and with CLIP on a CPU the workers never decode while the model runs."""
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from clip_age.decoding import bulk_loader
 from clip_age.decoding.decode_pool import DecodeFailed, DecodePool
 from clip_age.decoding.images import InvalidImage
 from tests import hostile_files as hostile
+from tests.cog_server import _cmdline, _descendants, _parent
 from tests.conftest import EXAMPLES, REPO
 
 
@@ -56,6 +58,20 @@ def test_the_python_api_applies_them_to_paths_and_bytes(model, monkeypatch):
     # A PIL image is already decoded: only the pixel limits apply to it, here, in process.
     [answer] = clip_age.predict(estimator, [Image.open(photo)])
     assert 1 <= answer.age <= 99
+
+
+def test_the_api_keeps_its_decode_workers_from_one_call_to_the_next(model, monkeypatch):
+    def decode_workers() -> set[int]:
+        return {pid for pid in _descendants(os.getpid()) if b"forkserver" in _cmdline(_parent(pid) or 0)}
+
+    estimator = clip_age.load()
+    clip_age.predict(estimator, [EXAMPLES / "coffee.png"])
+    kept = decode_workers()
+    clip_age.predict(estimator, [EXAMPLES / "coffee.png", EXAMPLES / "astronaut_face.jpg"])
+    assert kept and decode_workers() == kept
+    monkeypatch.setenv("MAX_MEGAPIXELS", "50")  # other limits: other workers, and the kept ones stop
+    clip_age.predict(estimator, [EXAMPLES / "coffee.png"])
+    assert decode_workers() and not decode_workers() & kept
 
 
 def test_a_slow_bomb_gets_an_error_row_at_the_deadline_and_the_run_goes_on(model, tmp_path, monkeypatch):
