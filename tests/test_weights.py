@@ -170,7 +170,9 @@ def hub_cache(root, repo_id: str, files: dict[str, bytes]):
 
 def test_setup_resolves_a_tag_to_a_local_file_without_the_network(openai_style_tag, no_network):
     name, _ = openai_style_tag
-    estimator = AgeEstimator(name, "openai", device="cpu")
+    # fp32: CLIP_CPU_PRECISION=auto would export, quantise and time the image tower (seconds,
+    # tests of their own in test_cpu_runtime.py); the weights resolve the same way for each.
+    estimator = AgeEstimator(name, "openai", device="cpu", cpu_precision="fp32")
     assert estimator.predict_pixels(torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
 
 
@@ -184,7 +186,7 @@ def test_setup_finds_an_hf_hub_model_in_the_cache_without_the_network(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     spec = weights.locate("hf-hub:someone/tiny-clip", None)
     assert spec.model_name == f"local-dir:{snapshot}"
-    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu")
+    estimator = AgeEstimator("hf-hub:someone/tiny-clip", None, device="cpu", cpu_precision="fp32")
     assert estimator.input_shape == (224, 224, 3)
 
 
