@@ -227,9 +227,13 @@ def _callers_main_hidden():
     """Multiprocessing makes every new process import the caller's main module again (a tool
     run with `python -m`, a console script): seconds of torch imports per worker, and torch in a
     process meant to hold only the decoders. The worker needs nothing from it, so it is started
-    as if the caller had no main module. The lock keeps two starting threads from swapping twice."""
+    as if the caller had no main module. The lock keeps two starting threads from swapping twice;
+    a caller without a main file or module (the Cog worker, `python -c`) is left alone."""
     with _MAIN_SWAP:
         main = sys.modules["__main__"]
+        if getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None:
+            yield
+            return
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
             yield
