@@ -1,6 +1,7 @@
 import base64
 import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,41 @@ def cog_server(tiny_model_dir):
         health = server.wait_until_ready()
         assert health["status"] == "READY", server.log()
         yield server
+
+
+@pytest.fixture(scope="session")
+def one_worker_server(tiny_model_dir):
+    """A Cog server with one decode worker and default limits, for the tests that hold, kill or
+    cancel that worker (each leaves it READY, its worker replaced): one start for all of them."""
+    from tests.cog_server import LocalCogServer
+
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "1"}
+    with LocalCogServer(env) as server:
+        assert server.wait_until_ready()["status"] == "READY", server.log()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def two_worker_server(tiny_model_dir):
+    """A Cog server with two decode workers and default limits, for attacks on its bounds."""
+    from tests.cog_server import LocalCogServer
+
+    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "2"}
+    with LocalCogServer(env) as server:
+        assert server.wait_until_ready()["status"] == "READY", server.log()
+        yield server
+
+
+def the_decode_worker(server) -> int:
+    """The one decode worker's pid, once a replaced worker's successor has started and the same
+    one worker has been there for half a second."""
+    deadline = time.monotonic() + 30
+    seen, since = None, time.monotonic()
+    while True:
+        workers = server.decode_workers()
+        if workers != seen:
+            seen, since = workers, time.monotonic()
+        elif len(workers) == 1 and time.monotonic() - since >= 0.5:
+            return workers[0]
+        assert time.monotonic() < deadline, f"decode workers: {workers}"
+        time.sleep(0.05)

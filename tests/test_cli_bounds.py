@@ -156,3 +156,30 @@ def test_two_bombs_finish_within_the_default_deadline(model, tmp_path):
     assert "(MAX_MEGAPIXELS)" in rows[1]["error"], rows
     print(f"\nclip-age predict, a 124-byte RLE BMP and a 783 KB tiled TIFF: {elapsed:.1f} s; {rows[1]}")
     assert elapsed < 25
+
+
+def test_decode_workers_never_import_the_callers_script(tmp_path):
+    """Multiprocessing re-imports the caller's main module in each new process; for a script that
+    imports torch (tools/bench.py) that cost seconds per worker. A script that leaves a mark when
+    imported under another name starts a pool, runs one photo, and must find no mark."""
+    mark = tmp_path / "imported"
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import asyncio, pathlib\n"
+        "if __name__ != '__main__':\n"
+        f"    pathlib.Path({str(mark)!r}).write_text(__name__)\n"
+        "else:\n"
+        "    from clip_age.decoding.decode_pool import DecodePool\n"
+        "    from clip_age.decoding.upload_limits import DecodeLimits, PoolLimits\n"
+        "    from clip_age.estimation.preprocess import InputSpec\n"
+        "    pool = DecodePool(InputSpec(32), None, DecodeLimits(), PoolLimits(workers=1))\n"
+        f"    prepared = asyncio.run(pool.prepare({str(EXAMPLES / 'coffee.png')!r}, None))\n"
+        "    pool.close()\n"
+        "    print(prepared.pixels.shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 32, 32, 3)"
+    assert not mark.exists(), f"a decode worker imported the caller's script as {mark.read_text()}"

@@ -49,6 +49,9 @@ def clip_age(args: list[str], hub: FakeHub, home: Path, **env: str) -> subproces
         "HF_HUB_DISABLE_XET": "1",
         # The default model is ViT-L-14 (1.7 GB); the original model's ViT-B-32 takes the same path.
         "CLIP_MODEL": "ViT-B-32",
+        # Torch serves: exporting, quantising and timing ViT-B-32 for a CPU runtime has nothing to
+        # do with fetching (test_cpu_runtime.py covers it) and would write into the user's cache.
+        "CLIP_CPU_RUNTIME": "torch",
         **env,
     }
     command = [sys.executable, "-m", "clip_age", *args[1:]]  # `clip-age ...`, run by this interpreter

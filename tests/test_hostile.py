@@ -17,7 +17,7 @@ from PIL import Image
 from clip_age.decoding.images import InvalidImage, load_image
 from tests import hostile_files as hostile
 from tests.cog_server import LocalCogServer
-from tests.conftest import EXAMPLES, data_uri, encode
+from tests.conftest import EXAMPLES, data_uri, encode, the_decode_worker
 
 pytestmark = pytest.mark.slow
 
@@ -152,13 +152,10 @@ class PeakMemory:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "2"}
-    with LocalCogServer(env) as running:
-        assert running.wait_until_ready()["status"] == "READY", running.log()
-        for _ in range(20):  # let the tree reach its working size before measuring
-            assert running.predict(GOOD)[0]["status"] == "succeeded"
-        yield running
+def server(two_worker_server):
+    for _ in range(20):  # let the tree reach its working size before measuring
+        assert two_worker_server.predict(GOOD)[0]["status"] == "succeeded"
+    return two_worker_server
 
 
 def good_request_time(server: LocalCogServer) -> float:
@@ -229,29 +226,27 @@ def slow_upload() -> dict:
 
 
 def test_a_decode_worker_killed_mid_request_fails_that_request_clearly_and_the_next_succeeds(
-    tiny_model_dir, yunet_model
+    one_worker_server, yunet_model
 ):
     import os
     import signal
 
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "1"}
-    with LocalCogServer(env) as server:
-        assert server.wait_until_ready()["status"] == "READY", server.log()
-        [worker] = server.decode_workers()
-        answer: dict = {}
-        request = threading.Thread(target=lambda: answer.update(server.predict(slow_upload())[0]))
-        request.start()
-        wait_until_busy(worker)
-        os.kill(worker, signal.SIGKILL)
-        request.join()
-        assert answer["status"] == "failed"
-        assert answer["error"] == PREFIX + (
-            "The photo could not be decoded: the decoder stopped on it. Export or save the photo "
-            "again as an ordinary JPEG or PNG and re-upload it."
-        )
-        assert good_request_time(server) < 2.0
-        assert server.health()["status"] == "READY"
-        assert server.decode_workers() != [worker]
+    server = one_worker_server
+    worker = the_decode_worker(server)
+    answer: dict = {}
+    request = threading.Thread(target=lambda: answer.update(server.predict(slow_upload())[0]))
+    request.start()
+    wait_until_busy(worker)
+    os.kill(worker, signal.SIGKILL)
+    request.join()
+    assert answer["status"] == "failed"
+    assert answer["error"] == PREFIX + (
+        "The photo could not be decoded: the decoder stopped on it. Export or save the photo "
+        "again as an ordinary JPEG or PNG and re-upload it."
+    )
+    assert good_request_time(server) < 2.0
+    assert server.health()["status"] == "READY"
+    assert server.decode_workers() != [worker]
 
 
 def test_a_decode_past_its_deadline_is_stopped_and_its_worker_replaced(tiny_model_dir, yunet_model):
@@ -296,21 +291,19 @@ def test_a_decode_past_its_memory_cap_is_refused_and_the_worker_replaced(tiny_mo
         assert worker not in server.decode_workers()
 
 
-def test_cancelling_a_prediction_stops_its_decode_within_a_second(tiny_model_dir, yunet_model):
-    env = {"CLIP_MODEL": f"local-dir:{tiny_model_dir}", "CLIP_DEVICE": "cpu", "DECODE_WORKERS": "1"}
-    with LocalCogServer(env) as server:
-        assert server.wait_until_ready()["status"] == "READY", server.log()
-        [worker] = server.decode_workers()
-        idle = server.rss_bytes()
-        server.start_prediction(slow_upload(), "to-cancel")
-        wait_until_busy(worker)
-        assert server.cancel("to-cancel") == 200
-        stopped = time.perf_counter()
-        while worker in server.decode_workers() and time.perf_counter() - stopped < 1.0:
-            time.sleep(0.02)
-        assert worker not in server.decode_workers()
-        assert good_request_time(server) < 2.0
-        assert server.rss_bytes() < idle * 1.3 + 100e6
+def test_cancelling_a_prediction_stops_its_decode_within_a_second(one_worker_server, yunet_model):
+    server = one_worker_server
+    worker = the_decode_worker(server)
+    idle = server.rss_bytes()
+    server.start_prediction(slow_upload(), "to-cancel")
+    wait_until_busy(worker)
+    assert server.cancel("to-cancel") == 200
+    stopped = time.perf_counter()
+    while worker in server.decode_workers() and time.perf_counter() - stopped < 1.0:
+        time.sleep(0.02)
+    assert worker not in server.decode_workers()
+    assert good_request_time(server) < 2.0
+    assert server.rss_bytes() < idle * 1.3 + 100e6
 
 
 def test_the_limits_refuse_a_photo_in_process_too():

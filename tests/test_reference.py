@@ -189,18 +189,14 @@ def test_cli_answers_are_open_clips(configured, photo_dir, capsys, monkeypatch):
         assert_matches(record, probabilities, name, np.array(record["probabilities"]))
 
 
-def test_http_answers_are_open_clips(configured):
-    folder, reference = configured
-    with LocalCogServer(
-        {"CLIP_MODEL": f"local-dir:{folder}", "CLIP_DEVICE": "cpu", "CLIP_CPU_PRECISION": "fp32"}
-    ) as server:
-        assert server.wait_until_ready()["status"] == "READY", server.log()
-        for name, data in PHOTOS.items():
-            prediction, _ = server.predict({"image": data_uri(data), "return_probabilities": True})
-            assert prediction["status"] == "succeeded", prediction
-            output = prediction["output"]
-            probabilities = reference.probabilities(upright_rgb(data))
-            assert_matches(output, probabilities, name, np.array(output["probabilities"]))
+def test_http_answers_are_open_clips(configured, server):
+    _, reference = configured
+    for name, data in PHOTOS.items():
+        prediction, _ = server.predict({"image": data_uri(data), "return_probabilities": True})
+        assert prediction["status"] == "succeeded", prediction
+        output = prediction["output"]
+        probabilities = reference.probabilities(upright_rgb(data))
+        assert_matches(output, probabilities, name, np.array(output["probabilities"]))
 
 
 def group_photo() -> bytes:
@@ -236,11 +232,7 @@ def test_face_crops_are_open_clips_answers_for_the_crops(
     for face, expected in zip(answer.faces, face_references(reference, data, faces), strict=True):
         assert_matches(summary(face.ages), expected, "faces.png", face.ages.probabilities)
 
-    with LocalCogServer(
-        {"CLIP_MODEL": f"local-dir:{folder}", "CLIP_DEVICE": "cpu", "CLIP_CPU_PRECISION": "fp32"}
-    ) as server:
-        assert server.wait_until_ready()["status"] == "READY", server.log()
-        prediction, _ = server.predict({"image": data_uri(data), "detect_faces": True})
+    prediction, _ = server.predict({"image": data_uri(data), "detect_faces": True})
     http_faces = prediction["output"]["faces"]
     assert [face["box"] for face in http_faces] == [face["box"] for face in faces]
     for face, expected in zip(http_faces, face_references(reference, data, http_faces), strict=True):

@@ -13,7 +13,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import sys
 import threading
+import types
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -177,7 +180,8 @@ class _Worker:
     def __init__(self, context, config: "decode_worker.WorkerConfig") -> None:
         parent, child = context.Pipe()
         self._process = context.Process(target=decode_worker.serve, args=(child, config), daemon=True)
-        self._process.start()
+        with _callers_main_hidden():
+            self._process.start()
         child.close()
         self._connection: Connection = parent
         # The worker answers once it has set its memory cap and loaded the face detector.
@@ -224,3 +228,25 @@ class _Worker:
         """Stop the process; the pipe closes once nothing waits on it any more."""
         self._process.kill()
         self._process.join(timeout=5)
+
+
+_MAIN_SWAP = threading.Lock()
+
+
+@contextmanager
+def _callers_main_hidden():
+    """Multiprocessing makes every new process import the caller's main module again (a tool
+    run with `python -m`, a console script): seconds of torch imports per worker, and torch in a
+    process meant to hold only the decoders. The worker needs nothing from it, so it is started
+    as if the caller had no main module. The lock keeps two starting threads from swapping twice;
+    a caller without a main file or module (the Cog worker, `python -c`) is left alone."""
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        if getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None:
+            yield
+            return
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
