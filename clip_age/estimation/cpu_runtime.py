@@ -5,8 +5,8 @@ With the `cpu` extra installed (OpenVINO and ONNX Runtime), the image tower is e
 once and cached under CLIP_EXPORT_DIR, keyed by the weights' hash and the versions that made
 each file. On the first setup for a machine each contender (torch in the serving precision,
 OpenVINO in bf16, ONNX Runtime with int8 weights) is timed at batch 1 and batch 8, interleaved,
-and the fastest serves each batch shape; the choice is cached beside the export. The text
-tower stays in torch: it runs once, at setup.
+and the one with the least time per photo serves every batch; the choice is cached beside the
+export. The text tower stays in torch: it runs once, at setup.
 """
 
 import contextlib
