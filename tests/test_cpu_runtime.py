@@ -5,6 +5,7 @@ test_cpu_precision.py.
 Each step down is forced by a Fault: the real runtime's output, broken on purpose after it ran.
 """
 
+import json
 import logging
 import time
 
@@ -91,6 +92,21 @@ def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, exp
     assert second.serving == first.serving
 
 
+def test_a_choice_file_in_an_older_form_is_timed_again(tiny_model_dir, export_dir, caplog):
+    load(tiny_model_dir, export_dir)  # the export and its choice file exist
+    [choice] = export_dir.glob("*/choice-*.json")
+    kept = json.loads(choice.read_text())
+    # The form an earlier release wrote: a runtime per batch shape.
+    choice.write_text(
+        json.dumps({**kept, "chosen": [[1, cpu_runtime.ONNXRUNTIME], [8, cpu_runtime.OPENVINO]]})
+    )
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        estimator = load(tiny_model_dir, export_dir)
+    assert any(record.message.startswith("Timed the image tower") for record in caplog.records)
+    assert isinstance(json.loads(choice.read_text())["chosen"], str)
+    assert estimator.serving.startswith("the image tower in") or "timed slower" in estimator.serving
+
+
 def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
     from clip_age.dev.tiny_models import build_tiny_model
 
@@ -132,6 +148,20 @@ def test_a_runtime_that_raises_is_not_used(tiny_model_dir, export_dir):
     fault = cpu_runtime.Fault(frozenset({cpu_runtime.OPENVINO}), fails)
     estimator = load(tiny_model_dir, export_dir, "openvino", fault)
     assert "OpenVINO bf16 was not used: it failed (RuntimeError: unsupported operation)" in estimator.serving
+
+
+def test_a_runtime_that_cannot_load_the_export_is_not_used(tiny_model_dir, export_dir, monkeypatch, pixels):
+    def cannot_load(*args, **kwargs):
+        raise RuntimeError("unsupported operator in the graph")
+
+    monkeypatch.setattr(cpu_runtime, "onnxruntime_tower", cannot_load)
+    estimator = load(tiny_model_dir, export_dir, "onnxruntime")
+    assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+    assert (
+        "ONNX Runtime int8 was not used: it failed (RuntimeError: unsupported operator in the graph)"
+        in estimator.serving
+    )
+    assert len(estimator.predict_pixels(pixels)) == len(pixels)
 
 
 def photo_between_ages_1_and_99(p_1: float) -> torch.Tensor:

@@ -355,14 +355,24 @@ def choose(
         )
     wrap = fault.wrap if fault else (lambda _, tower: tower)
     torch_tower = wrap(model.torch_name, model.torch_tower)
+    reasons: list[str] = []
+
+    def build(name: str) -> Tower | None:
+        try:
+            return wrap(name, builders[name]())
+        # A runtime that cannot load the export (an operation it lacks, a broken install) is
+        # ruled out, as one that disagrees is.
+        except Exception as error:
+            reasons.append(f"{name} was not used: {_failed(error)}")
+            return None
+
     choice_file = exports.choice(threads, runtimes, model.torch_name)
     # A runtime named in CLIP_CPU_RUNTIME serves; auto serves the fastest, timed once per machine.
     chosen = _cached_choice(choice_file, {model.torch_name, *runtimes}) if setting == "auto" else runtimes[0]
+    tower = None
     if chosen is None:
-        candidates = {
-            model.torch_name: torch_tower,
-            **{name: wrap(name, builders[name]()) for name in runtimes},
-        }
+        built = {name: build(name) for name in runtimes}
+        candidates = {model.torch_name: torch_tower, **{name: t for name, t in built.items() if t}}
         timings = measure(candidates, model.size)
         chosen = fastest(timings)
         write_json(
@@ -370,18 +380,19 @@ def choose(
         )
         log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
         tower = candidates[chosen]
-        del candidates  # the runtimes not chosen free their memory
+        del built, candidates  # the runtimes not chosen free their memory
     elif chosen != model.torch_name:
-        tower = wrap(chosen, builders[chosen]())
+        tower = build(chosen)
     if chosen == model.torch_name:
-        return Served(chosen, torch_tower)
+        return Served(chosen, torch_tower, reasons)
 
     reference = _reference(exports, probe, model, load_fp32)
     x = model.normalise(torch.from_numpy(probe))
-    problem = _attempt(lambda: _check(tower, x, reference, model))
-    if not problem:
-        return Served(chosen, tower)
-    reasons = [f"{chosen} was not used: {problem}"]
+    if tower is not None:
+        problem = _attempt(lambda: _check(tower, x, reference, model))
+        if not problem:
+            return Served(chosen, tower, reasons)
+        reasons.append(f"{chosen} was not used: {problem}")
     problem = _attempt(lambda: _check(torch_tower, x, reference, model))
     if not problem:
         return Served(model.torch_name, torch_tower, reasons)
@@ -421,7 +432,8 @@ def _cached_choice(path: Path, names: set[str]) -> str | None:
         chosen = json.loads(path.read_text())["chosen"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return chosen if chosen in names else None
+    # An older file, or one edited by hand, holds something else: time again.
+    return chosen if isinstance(chosen, str) and chosen in names else None
 
 
 def _reference(
@@ -454,8 +466,12 @@ def _attempt(check: Callable[[], str | None]) -> str | None:
         return check()
     # Whatever a runtime raises (an unsupported op, a shape it cannot run) rules it out.
     except Exception as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return f"it failed ({type(error).__name__}: {message})"
+        return _failed(error)
+
+
+def _failed(error: Exception) -> str:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"it failed ({type(error).__name__}: {message})"
 
 
 class _VisualOnly(torch.nn.Module):
