@@ -7,13 +7,14 @@ Each step down is forced by a Fault: the real runtime's output, broken on purpos
 
 import json
 import logging
+import shutil
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from clip_age.estimation import cpu_runtime, device_choice
+from clip_age.estimation import cpu_runtime, device_choice, open_clip_model, weights
 from clip_age.estimation.estimator import AgeEstimator
 
 pytestmark = pytest.mark.skipif(not cpu_runtime.installed(), reason="the cpu extra is not installed")
@@ -79,7 +80,8 @@ def test_auto_times_each_contender_once_and_keeps_the_export(tiny_model_dir, exp
         record.message for record in caplog.records if record.message.startswith("Timed the image tower")
     ]
     assert len(timed) == 1 and TORCH in timed[0] and all(name in timed[0] for name in RUNTIMES.values())
-    [folder] = export_dir.iterdir()
+    [folder] = export_dir.glob("*/choice-*.json")
+    folder = folder.parent
     exported = {path: path.stat().st_mtime_ns for path in folder.rglob("*.onnx")}
     assert len(exported) == 2  # fp32 and int8
     caplog.clear()
@@ -105,6 +107,49 @@ def test_a_choice_file_in_an_older_form_is_timed_again(tiny_model_dir, export_di
     assert any(record.message.startswith("Timed the image tower") for record in caplog.records)
     assert isinstance(json.loads(choice.read_text())["chosen"], str)
     assert estimator.serving.startswith("the image tower in") or "timed slower" in estimator.serving
+
+
+def test_a_later_setup_reads_no_torch_image_tower_and_checks_one_photo(
+    tiny_model_dir, export_dir, pixels, caplog
+):
+    first = load(tiny_model_dir, export_dir, "onnxruntime")
+    [record] = export_dir.glob("*/onnxruntime-*/checked-*.npy")
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        later = load(tiny_model_dir, export_dir, "onnxruntime")
+    assert isinstance(later.model.visual, open_clip_model.ImageTowerElsewhere)
+    assert any("reproduced" in record.message for record in caplog.records)
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+    # A record that the runtime does not reproduce (another machine's, a damaged file) sends
+    # the setup through the whole check again, which records afresh.
+    np.save(record, -np.load(record))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        again = load(tiny_model_dir, export_dir, "onnxruntime")
+    assert not any("reproduced" in record.message for record in caplog.records)
+    assert again.serving == first.serving
+    torch.testing.assert_close(
+        torch.from_numpy(np.load(record)), first.encode_pixels(pixels[:1]), rtol=0, atol=1e-5
+    )
+
+
+def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path, monkeypatch):
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    digest = cpu_runtime.weights_digest(spec, tmp_path)
+    assert digest == cpu_runtime.weights_digest(spec)  # the same hash as without a cache
+    hashed = []
+    real = cpu_runtime.hashlib.file_digest
+    monkeypatch.setattr(cpu_runtime.hashlib, "file_digest", lambda *a: hashed.append(1) or real(*a))
+    assert cpu_runtime.weights_digest(spec, tmp_path) == digest and hashed == []
+    # Rewritten in place with other numbers of the same size: a new modification time, a new hash.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    spec = weights.ModelSpec(f"local-dir:{other}", None)
+    assert cpu_runtime.weights_digest(spec, tmp_path) == digest
+    weights_file = other / "open_clip_model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-1] ^= 1
+    weights_file.write_bytes(bytes(data))
+    assert cpu_runtime.weights_digest(spec, tmp_path) != digest
 
 
 def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):

@@ -186,6 +186,51 @@ def test_weights_loaded_without_drawing_random_ones_first_are_open_clips_own(tin
         torch.testing.assert_close(ours.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
 
+def test_without_the_image_tower_every_other_weight_is_open_clips_own(tiny_model_dir, tmp_path, monkeypatch):
+    spec = weights.locate(f"local-dir:{tiny_model_dir}", None)
+    read = []
+    real_open = open_clip_model.safetensors.safe_open
+
+    class Recording:
+        def __init__(self, *args, **kwargs):
+            self.file = real_open(*args, **kwargs)
+
+        def __enter__(self):
+            self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def keys(self):
+            return self.file.keys()
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.file.get_tensor(name)
+
+    monkeypatch.setattr(open_clip_model.safetensors, "safe_open", Recording)
+    ours = open_clip_model.create(spec, "cpu", "fp32", image_tower=False)
+    assert read and not [name for name in read if name.startswith("visual.")]
+    reference = open_clip.create_model(f"local-dir:{tiny_model_dir}")
+    assert isinstance(ours.visual, open_clip_model.ImageTowerElsewhere)
+    assert list(ours.visual.parameters()) == []  # nothing of the tower was read or allocated
+    assert ours.visual.preprocess_cfg == reference.visual.preprocess_cfg
+    kept = {name: value for name, value in reference.state_dict().items() if not name.startswith("visual.")}
+    assert ours.state_dict().keys() == kept.keys()
+    for name, value in kept.items():
+        torch.testing.assert_close(ours.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    # A checkpoint in another format is read whole, the way open_clip reads it.
+    for path in tiny_model_dir.iterdir():
+        if path.suffix != ".safetensors":
+            shutil.copy(path, tmp_path / path.name)
+    torch.save(reference.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    whole = open_clip_model.create(
+        weights.locate(f"local-dir:{tmp_path}", None), "cpu", "fp32", image_tower=False
+    )
+    assert whole.state_dict().keys() == reference.state_dict().keys()
+
+
 def test_unknown_tag_lists_the_known_ones():
     with pytest.raises(
         weights.WeightsError,

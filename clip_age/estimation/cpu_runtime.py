@@ -54,6 +54,9 @@ OPSET = 18
 MIN_COSINE = 0.999
 EXPECTED_AGE_YEARS = 1.0
 NEAR_TIE = 0.02  # an fp32 probability within this of the top counts as a tie
+# A runtime gives the same numbers for the same input on the same machine and threads; this
+# leaves room for the last bits of a float32 sum, far inside MIN_COSINE.
+REPRODUCED = 1e-5
 # One batch of probe photos: the examples, then synthetic ones (gpu_path.probe_images).
 PROBE_PHOTOS = 8
 EXAMPLES = Path(str(resources.files("clip_age") / "example_photos"))  # package data: also in a wheel
@@ -99,9 +102,10 @@ def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
-def weights_digest(spec: ModelSpec) -> str | None:
+def weights_digest(spec: ModelSpec, cache: Path | None = None) -> str | None:
     """sha256 of what defines the image tower: the architecture's options and the weight and
-    config files. None for random init, which has no files to key an export by."""
+    config files. None for random init, which has no files to key an export by. With a cache
+    folder, each file's hash is kept there by the file's identity, for the next setup."""
     files: list[Path] = []
     name = spec.model_name
     if name.startswith("local-dir:"):
@@ -115,9 +119,27 @@ def weights_digest(spec: ModelSpec) -> str | None:
     digest = hashlib.sha256(json.dumps([name, spec.quick_gelu]).encode())
     for path in files:
         digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            digest.update(hashlib.file_digest(handle, "sha256").digest())
+        digest.update(_file_sha256(path, cache))
     return digest.hexdigest()
+
+
+def _file_sha256(path: Path, cache: Path | None) -> bytes:
+    """A file's sha256, kept under cache by what identifies the file's content as git's index
+    does (device, inode, size, modification time): hashing ViT-L-14's 1.7 GB takes 1.2 s on
+    2 cores, a second of every setup."""
+    status = path.stat()
+    identity = f"{path.resolve()}|{status.st_dev}|{status.st_ino}|{status.st_size}|{status.st_mtime_ns}"
+    kept = cache / "file-digests" / hashlib.sha256(identity.encode()).hexdigest()[:32] if cache else None
+    if kept is not None:
+        with contextlib.suppress(OSError, ValueError):
+            if len(value := bytes.fromhex(kept.read_text())) == hashlib.sha256().digest_size:
+                return value
+    with path.open("rb") as handle:
+        value = hashlib.file_digest(handle, "sha256").digest()
+    if kept is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written costs the hashing again
+            write_text(kept, value.hex())
+    return value
 
 
 @dataclass
@@ -152,8 +174,21 @@ class Exports:
         versions = "-".join(
             f"{RUNTIME_PACKAGES[name]}{_version(RUNTIME_PACKAGES[name])}" for name in runtimes
         )
-        machine = hashlib.sha256(f"{cpu_name()}|{threads}|{torch_name}|{versions}".encode()).hexdigest()[:16]
-        return self.folder / f"choice-{machine}.json"
+        return self.folder / f"choice-{_machine(threads, torch_name, versions)}.json"
+
+    def checked(self, runtime: str, threads: int, probe: np.ndarray) -> Path:
+        """Where a runtime's passed check on this machine is recorded, beside its files."""
+        folder = self.openvino_cache() if runtime == OPENVINO else self.int8().parent
+        probe_digest = hashlib.sha256(probe.tobytes()).hexdigest()
+        return folder / f"checked-{_machine(threads, probe_digest)}.npy"
+
+
+def _machine(threads: int, *details: str) -> str:
+    """A key for what a timing or a check depends on beyond the files: this CPU, what the
+    hypervisor lets it use, and the threads the runtime runs on."""
+    return hashlib.sha256("|".join([cpu_name(), cpu_flags(), str(threads), *details]).encode()).hexdigest()[
+        :16
+    ]
 
 
 def export_onnx(visual: torch.nn.Module, size: int, target: Path) -> None:
@@ -328,7 +363,7 @@ def choose(
     runtimes = _requested(setting)
     if not runtimes:
         return None
-    digest = weights_digest(model.spec)
+    digest = weights_digest(model.spec, export_dir)
     if digest is None:
         log.info("Random-init weights have no files to key an export by: torch serves the image tower.")
         return None
@@ -386,18 +421,36 @@ def choose(
     if chosen == model.torch_name:
         return Served(chosen, torch_tower, reasons)
 
-    reference = _reference(exports, probe, model, load_fp32)
     x = model.normalise(torch.from_numpy(probe))
     if tower is not None:
-        problem = _attempt(lambda: _check(tower, x, reference, model))
+        record = exports.checked(chosen, threads, probe)
+        problem = _attempt(
+            lambda: _gate(tower, x, record, lambda: _reference(exports, probe, model, load_fp32), model)
+        )
         if not problem:
             return Served(chosen, tower, reasons)
         reasons.append(f"{chosen} was not used: {problem}")
-    problem = _attempt(lambda: _check(torch_tower, x, reference, model))
+    problem = _attempt(lambda: _check(torch_tower, x, _reference(exports, probe, model, load_fp32), model))
     if not problem:
         return Served(model.torch_name, torch_tower, reasons)
     reasons.append(f"{model.torch_name} was not used: {problem}")
     return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
+
+
+def expected(
+    spec: ModelSpec, setting: str, export_dir: Path, torch_name: str, threads: int | None = None
+) -> bool:
+    """Whether a runtime is to serve without being timed: named by the setting, or chosen by
+    the timing recorded on this machine. Setup then leaves torch's image tower unread unless
+    the runtime fails its check."""
+    runtimes = _requested(setting)
+    digest = weights_digest(spec, export_dir) if runtimes else None
+    if digest is None:
+        return False
+    if setting != "auto":
+        return True
+    choice = Exports(export_dir, digest).choice(threads or usable_cores(), runtimes, torch_name)
+    return _cached_choice(choice, set(runtimes)) is not None
 
 
 def _requested(setting: str) -> list[str]:
@@ -449,6 +502,27 @@ def _reference(
         embeddings = _unit(load_fp32().encode_image(model.normalise(torch.from_numpy(probe))))
     save_array(path, embeddings.numpy())
     return embeddings
+
+
+def _gate(
+    tower: Tower, x: torch.Tensor, record: Path, reference: Callable[[], torch.Tensor], model: Model
+) -> str | None:
+    """Why a runtime may not serve, or None. The whole check against fp32 (every probe photo)
+    runs once per machine and export, and records the runtime's embedding of the first photo;
+    a later setup that gets that embedding again from the runtime knows it computes what was
+    checked, at the cost of one photo (the first request would pay that warm-up anyway)."""
+    with torch.inference_mode():
+        first = _unit(tower(x[:1]))
+    with contextlib.suppress(OSError, ValueError):
+        recorded = torch.from_numpy(np.load(record))
+        if recorded.shape == first.shape and torch.allclose(first, recorded, rtol=0, atol=REPRODUCED):
+            log.info("The image tower's runtime reproduced the output its check against fp32 recorded.")
+            return None
+    problem = _check(tower, x, reference(), model)
+    if problem is None:
+        with contextlib.suppress(OSError):
+            save_array(record, first.numpy())
+    return problem
 
 
 def _check(tower: Tower, x: torch.Tensor, reference: torch.Tensor, model: Model) -> str | None:
@@ -513,8 +587,12 @@ def _quiet_root_logger():
 
 
 def write_json(target: Path, value: object) -> None:
+    write_text(target, json.dumps(value, indent=2))
+
+
+def write_text(target: Path, text: str) -> None:
     with _writing(target) as partial:
-        partial.write_text(json.dumps(value, indent=2))
+        partial.write_text(text)
 
 
 def save_array(target: Path, value: np.ndarray) -> None:
@@ -524,6 +602,15 @@ def save_array(target: Path, value: np.ndarray) -> None:
 
 def _version(package: str) -> str:
     return importlib.metadata.version(package)
+
+
+def cpu_flags() -> str:
+    """The instruction sets the CPU reports (Linux); a VM can hide some of a CPU model's."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line.split(":", 1)[1].strip()
+    return ""
 
 
 def cpu_name() -> str:

@@ -50,21 +50,13 @@ class AgeEstimator:
             if on_cuda
             else device_choice.cpu_precision(cpu_precision)
         )
-        if on_cuda:
-            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp16"), torch.float16)
-        elif self.precision.name == "bf16":
-            # Cast here rather than by open_clip ("pure_bf16"), keeping logit_scale in fp32: CLIP's
-            # ln(100) rounded to bf16 is 4.594, a softmax 1.1% too cool.
-            module = open_clip_model.create(spec, self.device, "fp32")
-            logit_scale = module.logit_scale.detach().clone()
-            self.clip = _Clip(module.to(torch.bfloat16), torch.bfloat16)
-            module.logit_scale.data = logit_scale
-        elif self.precision.name == "int8":
-            self.clip = _Clip(
-                _quantize_linear_layers(open_clip_model.create(spec, self.device, "fp32")), torch.float32
-            )
-        else:
-            self.clip = _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32)
+        export_dir = export_dir or settings.export_dir()
+        runtime_to_serve = (
+            not on_cuda
+            and cpu_precision == "auto"
+            and cpu_runtime.expected(spec, cpu_runtime_setting, export_dir, f"torch {self.precision.name}")
+        )
+        self.clip = self._load_clip(spec, image_tower=not runtime_to_serve)
         self.tokenizer = open_clip.get_tokenizer(spec.model_name)
 
         cfg = self.model.visual.preprocess_cfg
@@ -95,8 +87,25 @@ class AgeEstimator:
                 _Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32), cuda_graphs
             )
         elif cpu_precision == "auto":
-            self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir or settings.export_dir(), fault)
+            self._choose_cpu_runtime(spec, cpu_runtime_setting, export_dir, fault)
         log.info("CLIP serves %s.", self.serving)
+
+    def _load_clip(self, spec: weights.ModelSpec, image_tower: bool = True) -> "_Clip":
+        """CLIP in the serving precision; image_tower=False leaves the image tower's weights
+        unread where the checkpoint allows it, for a CPU runtime to serve that tower."""
+        if self.device.type == "cuda":
+            return _Clip(open_clip_model.create(spec, self.device, "fp16"), torch.float16)
+        module = open_clip_model.create(spec, self.device, "fp32", image_tower=image_tower)
+        if self.precision.name == "bf16":
+            # Cast here rather than by open_clip ("pure_bf16"), keeping logit_scale in fp32: CLIP's
+            # ln(100) rounded to bf16 is 4.594, a softmax 1.1% too cool.
+            logit_scale = module.logit_scale.detach().clone()
+            module = module.to(torch.bfloat16)
+            module.logit_scale.data = logit_scale
+            return _Clip(module, torch.bfloat16)
+        if self.precision.name == "int8":
+            return _Clip(_quantize_linear_layers(module), torch.float32)
+        return _Clip(module, torch.float32)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -194,11 +203,18 @@ class AgeEstimator:
                 fp32.append(_Clip(open_clip_model.create(spec, self.device, "fp32"), torch.float32).module)
             return fp32[0]
 
+        def torch_tower(x: torch.Tensor) -> torch.Tensor:
+            if isinstance(self.model.visual, open_clip_model.ImageTowerElsewhere):
+                # The runtime expected to serve did not: torch's image tower is read after all.
+                # The text tower's weights and precision are the same, so the prompts stand.
+                self.clip = self._load_clip(spec)
+            return self.model.encode_image(x.to(self.dtype))
+
         model = cpu_runtime.Model(
             spec=spec,
             size=self.input_spec.size,
             torch_name=f"torch {self.precision.name}",
-            torch_tower=lambda x: self.model.encode_image(x.to(self.dtype)),
+            torch_tower=torch_tower,
             load_fp32=load_fp32,
             normalise=lambda pixels: pixels.permute(0, 3, 1, 2).float() * self._scale + self._shift,
             prompts=self.prompt_embeddings,
