@@ -30,7 +30,7 @@ def test_quick_benchmark_prints_every_table(tmp_path):
         "### Bulk, 16 256 px face JPEGs: tiny",
         "Decode isolation, 256 px face JPEG: ",
         "### Faces, 1920x1080 JPEG with one face: tiny",
-        "### Setup, process start to READY (Cog server, weights on local disk): tiny",
+        "### Setup, process start to READY (Cog server, weights on local disk, median of 1 taking turns): tiny",
         "### HTTP through the Cog server, 256 px face JPEG: tiny, torch on one thread per core",
     ]:
         assert title in report
@@ -38,8 +38,11 @@ def test_quick_benchmark_prints_every_table(tmp_path):
         assert re.search(rf"\| {photo} \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", report)
     assert re.search(r"\| int8 \| 0\.\d+ \| 0\.\d+ \| [\d.]+% \| [\d.]+ \|", report)
     assert re.search(r"\| 4 \| 16 \| [\d.]+ \| [\d.]+ \| [\d,.]+ \| [\d.]+x \|", report)
-    assert re.search(r"\| auto \| [\d.]+ \| [\d.]+ of fp32 \|", report)
+    assert re.search(r"\| auto \| torch \| [\d.]+ \| [\d.]+ \| 1\.00 \|", report)
+    # One client over HTTP against the same request in process, measured taking turns.
+    assert re.search(r"\| 1 \| 4 \| [\d.]+ \| [\d.]+ \| [\d,.]+ \| [\d.]+x \| [\d.]+ \|", report)
+    assert "ours in process, taking turns with the one client's requests: " in report
     assert re.search(r"\| 1 \| [\d.]+ \| .* \| [\d.]+ \| \d+% \|", report)  # the roofline fraction
     assert "clip-age predict, bf16, one core busy" in report or "no native bf16" in report
     if cpu_runtime.installed():
-        assert "CPU runtime, tiny: setup " in report and "| auto, cpu runtime |" in report
+        assert "CPU runtime, tiny: setup " in report and "| auto | auto | " in report

@@ -185,10 +185,10 @@ class Bench:
             del original, ours
             self.setup_time(name, spec)
             if self.args.http:
-                self.http(name, spec, *face_ms)
+                self.http(name, spec, face_ms[0])
                 if name == self.args.models[0] and (os.cpu_count() or 1) > 1:
                     # The threads rule: the same server with torch on one thread instead of one per core.
-                    self.http(name, spec, *face_ms, torch_threads=1)
+                    self.http(name, spec, face_ms[0], torch_threads=1)
         return "\n\n".join(self.sections)
 
     def per_request(
@@ -480,71 +480,81 @@ class Bench:
         )
 
     def setup_time(self, name: str, spec: str) -> None:
-        """Process start to READY; with the cpu extra, the runtime's row comes after its first
-        export (made by the in-process run above), as every later setup finds it."""
+        """Process start to READY, each configuration in turn, round by round; with the cpu
+        extra, the runtime's row comes after its first export (made by the in-process run
+        above), as every later setup finds it."""
         runs = [("fp32", "torch"), ("auto", "torch")] if self.device == "cpu" else [("auto", "torch")]
         if self.runtime:
             runs.append(("auto", "auto"))
+        seconds: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
+        for _ in range(self.args.setup_rounds):
+            for precision, runtime in runs:
+                started = time.perf_counter()
+                with LocalCogServer(self._server_env(spec, precision, runtime)) as server:
+                    health = server.wait_until_ready()
+                    seconds[precision, runtime].append(time.perf_counter() - started)
+                assert health["status"] == "READY", server.log()
+        today = statistics.median(seconds["auto", "torch"])
         rows = []
-        for precision, runtime in runs:
-            started = time.perf_counter()
-            env = {
-                "CLIP_MODEL": spec,
-                "CLIP_DEVICE": self.device,
-                "CLIP_CPU_PRECISION": precision,
-                "CLIP_CPU_RUNTIME": runtime,
-                "CLIP_EXPORT_DIR": str(self.exports),
-                **self._decoders,
-            }
-            with LocalCogServer(env) as server:
-                health = server.wait_until_ready()
-                seconds = time.perf_counter() - started
-            assert health["status"] == "READY", server.log()
-            label = precision if runtime == "torch" else f"{precision}, {RUNTIME}"
-            rows.append([label, f"{seconds:.1f}"])
-        if len(rows) > 1:
-            for row in rows[1:]:
-                row.append(f"{float(row[1]) / float(rows[0][1]):.2f} of fp32")
-            rows[0].append("")
+        for (precision, runtime), values in seconds.items():
+            median = statistics.median(values)
+            rows.append([
+                precision, runtime, f"{median:.1f}", " ".join(f"{value:.1f}" for value in values),
+                f"{median / today:.2f}",
+            ])  # fmt: skip
         self._table(
-            f"Setup, process start to READY (Cog server, weights on local disk): {name}",
-            ["CLIP_CPU_PRECISION", "seconds", ""][: len(rows[0])],
+            f"Setup, process start to READY (Cog server, weights on local disk, median of "
+            f"{self.args.setup_rounds} taking turns): {name}",
+            ["CLIP_CPU_PRECISION", "CLIP_CPU_RUNTIME", "seconds", "each run", "of auto with torch"],
             rows,
         )
 
-    def http(
-        self, name: str, spec: str, original_ms: float, in_process_ms: float, torch_threads: int | None = None
-    ) -> None:
-        face = Path(self.photos["256 px face JPEG"]).read_bytes()
-        uri = "data:image/jpeg;base64," + base64.b64encode(face).decode()
-        rows = []
-        env = {
+    def _server_env(self, spec: str, precision: str, runtime: str) -> dict[str, str]:
+        return {
             "CLIP_MODEL": spec,
             "CLIP_DEVICE": self.device,
-            "CLIP_CPU_RUNTIME": "auto" if self.runtime else "torch",
+            "CLIP_CPU_PRECISION": precision,
+            "CLIP_CPU_RUNTIME": runtime,
             "CLIP_EXPORT_DIR": str(self.exports),
             **self._decoders,
         }
+
+    def http(self, name: str, spec: str, original_ms: float, torch_threads: int | None = None) -> None:
+        """The server under 1 and more clients. One client takes turns with the same request
+        in this process, on a model set up the same way, so that the two are compared under
+        the same conditions."""
+        face = self.photos["256 px face JPEG"]
+        uri = "data:image/jpeg;base64," + base64.b64encode(Path(face).read_bytes()).decode()
+        runtime = "auto" if self.runtime else "torch"
+        env = self._server_env(spec, "auto", runtime)
         if torch_threads is not None:
             env["OMP_NUM_THREADS"] = str(torch_threads)
         threads = f"torch on {torch_threads} thread" if torch_threads else "torch on one thread per core"
-        stages = []
+        in_process = self._estimator(spec, "auto", runtime=runtime)
+        rows, stages, in_process_ms = [], [], 0.0
         with LocalCogServer(env) as server:
             server.wait_until_ready()
             for clients in self.args.clients:
-                latencies, metrics, seconds = self._load(
-                    server, uri, clients, self.args.http_requests * clients
-                )
+                if clients == 1:
+                    latencies, metrics, seconds, local = self._one_client(server, uri, face, in_process)
+                    in_process_ms = statistics.median(local)
+                else:
+                    latencies, metrics, seconds = self._load(
+                        server, uri, clients, self.args.http_requests * clients
+                    )
                 p50 = float(np.percentile(latencies, 50))
                 rows.append([
                     str(clients), str(len(latencies)), f"{p50:.1f}", f"{np.percentile(latencies, 90):.1f}",
-                    rate(len(latencies) / seconds), ratio(original_ms, p50), f"{p50 / in_process_ms:.2f}",
+                    rate(len(latencies) / seconds), ratio(original_ms, p50),
+                    f"{p50 / in_process_ms:.2f}" if in_process_ms else "",
                 ])  # fmt: skip
                 if clients == 1:
                     stages = self._stages(latencies, metrics, in_process_ms)
+        del in_process
         self._table(
             f"HTTP through the Cog server, 256 px face JPEG: {name}, {threads}, {self._server_workers} decode "
-            f"workers (original in process: {original_ms:.1f} ms; ours in process: {in_process_ms:.1f} ms)",
+            f"workers (original in process: {original_ms:.1f} ms; ours in process, taking turns with the "
+            f"one client's requests: {in_process_ms:.1f} ms)",
             [
                 "clients",
                 "requests",
@@ -562,6 +572,35 @@ class Bench:
                 ["stage", "ms"],
                 stages,
             )
+
+    def _one_client(
+        self, server: LocalCogServer, uri: str, photo: str, estimator: AgeEstimator
+    ) -> tuple[list[float], list[dict[str, float]], float, list[float]]:
+        """One client's requests, each followed by the same request in process: latencies (ms),
+        the predictions' metrics, the requests' wall time, and the in-process times (ms)."""
+
+        def locally() -> object:
+            return estimator.predict_pixels(pipeline.prepare(photo, estimator.input_spec).pixels)[0].age
+
+        def over_http() -> dict[str, float]:
+            prediction, _ = server.predict({"image": uri})
+            assert prediction["status"] == "succeeded", prediction
+            return prediction["metrics"]
+
+        for _ in range(5):
+            over_http(), locally()
+        latencies, metrics, local, wall = [], [], [], 0.0
+        for _ in range(self.args.http_requests):
+            time.sleep(cpu_runtime.SETTLE_S)  # each starts on an idle machine, as a lone request does
+            started = time.perf_counter()
+            metrics.append(over_http())
+            latencies.append((time.perf_counter() - started) * 1000)
+            wall += latencies[-1] / 1000
+            time.sleep(cpu_runtime.SETTLE_S)
+            started = time.perf_counter()
+            locally()
+            local.append((time.perf_counter() - started) * 1000)
+        return latencies, metrics, wall, local
 
     @staticmethod
     def _stages(
@@ -587,7 +626,10 @@ class Bench:
             ],
             ["a decode worker: waiting for one, reading and decoding the photo", f"{decode:.1f}"],
             ["the model: waiting for the batcher, CLIP and the answer's statistics", f"{model:.1f}"],
-            ["the same request in process (decode and model in one thread)", f"{in_process_ms:.1f}"],
+            [
+                "the same request in process, taking turns (decode and model in one thread)",
+                f"{in_process_ms:.1f}",
+            ],
         ]
 
     @property
@@ -684,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--http-requests", type=int, help="HTTP requests per client (default 20, quick 4)")
     parser.add_argument(
+        "--setup-rounds", type=int, help="server starts per setup configuration (default 3, quick 1)"
+    )
+    parser.add_argument(
         "--agreement-images", type=int, help="photo crops for the agreement table (default 64)"
     )
     parser.add_argument(
@@ -699,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (3 if quick else 10)
     args.bulk = args.bulk or (16 if quick else 128)
     args.http_requests = args.http_requests or (4 if quick else 20)
+    args.setup_rounds = args.setup_rounds or (1 if quick else 3)
     args.agreement_images = args.agreement_images or (16 if quick else 64)
     if args.ray_photos is None:
         args.ray_photos = 0 if quick or importlib.util.find_spec("ray") is None else 512
