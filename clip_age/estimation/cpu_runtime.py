@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clip_age.estimation import gpu_path
+from clip_age.estimation import gpu_path, library_logs
 from clip_age.estimation.weights import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantisation, as torch's int8 path does it)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _writing(target) as partial, warnings.catch_warnings(), _quiet_root_logger():
+    with _writing(target) as partial, warnings.catch_warnings(), library_logs.errors_only():
         warnings.simplefilter("ignore")
         quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
 
@@ -573,17 +573,6 @@ def _writing(target: Path):
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def write_json(target: Path, value: object) -> None:

@@ -10,7 +10,7 @@ import open_clip
 import safetensors
 import torch
 
-from clip_age.estimation import weights
+from clip_age.estimation import library_logs, weights
 
 
 def create(
@@ -65,7 +65,9 @@ def _without_image_tower(
     checkpoint = _checkpoint_file(spec)
     if checkpoint is None or checkpoint.suffix != ".safetensors":
         return None
-    with _no_random_init():
+    # open_clip warns that an architecture built without its weights is random: here the
+    # checkpoint's weights follow.
+    with _no_random_init(), library_logs.errors_only():
         model = create(spec, device, precision, load_weights=False)
     try:
         with safetensors.safe_open(str(checkpoint), framework="pt", device=str(device)) as weights_file:
