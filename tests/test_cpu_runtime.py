@@ -164,23 +164,33 @@ def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir
     assert len(set(export_dir.iterdir()) - before) == 1
 
 
+@pytest.fixture(params=["bf16", "int8"])
+def torch_precision(request, monkeypatch):
+    """The torch tower auto serves with: bf16 where the CPU has it natively, int8 elsewhere."""
+    monkeypatch.setattr(device_choice, "native_bf16", lambda: request.param == "bf16")
+    return f"torch {request.param}"
+
+
 @pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
 def test_a_runtime_that_disagrees_steps_down_to_torch(
-    tiny_model_dir, export_dir, fp32, pixels, setting, caplog
+    tiny_model_dir, export_dir, pixels, setting, torch_precision, caplog
 ):
     with caplog.at_level(logging.WARNING, logger="clip_age.estimation.estimator"):
         estimator = load(tiny_model_dir, export_dir, setting, break_with(RUNTIMES[setting]))
     reason = f"{RUNTIMES[setting]} was not used: its image embeddings are at a cosine of"
-    assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+    assert estimator.serving.startswith(f"the image tower in {torch_precision} on the CPU"), estimator.serving
     assert reason in estimator.serving and any(reason in record.message for record in caplog.records)
     torch_only = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_runtime_setting="torch")
     torch.testing.assert_close(estimator.encode_pixels(pixels), torch_only.encode_pixels(pixels))
 
 
-def test_when_torch_disagrees_too_fp32_serves(tiny_model_dir, export_dir, fp32, pixels):
-    estimator = load(tiny_model_dir, export_dir, "onnxruntime", break_with(cpu_runtime.ONNXRUNTIME, TORCH))
+@pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
+def test_when_torch_disagrees_too_fp32_serves(
+    tiny_model_dir, export_dir, fp32, pixels, setting, torch_precision
+):
+    estimator = load(tiny_model_dir, export_dir, setting, break_with(RUNTIMES[setting], torch_precision))
     assert estimator.serving.startswith("the image tower in torch fp32 on the CPU"), estimator.serving
-    assert f"{TORCH} was not used: its image embeddings" in estimator.serving
+    assert f"{torch_precision} was not used: its image embeddings" in estimator.serving
     assert estimator.precision.name == "fp32" and estimator.dtype == torch.float32
     torch.testing.assert_close(estimator.prompt_embeddings, fp32.prompt_embeddings)
     assert [a.probabilities.tolist() for a in estimator.predict_pixels(pixels)] == [
