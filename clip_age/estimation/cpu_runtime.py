@@ -1,12 +1,14 @@
 """CLIP's image tower in a runtime built for CPUs, exported once, chosen by measurement, and
-checked against fp32 torch at setup before it serves.
+checked against fp32 torch before it serves.
 
 With the `cpu` extra installed (OpenVINO and ONNX Runtime), the image tower is exported to ONNX
 once and cached under CLIP_EXPORT_DIR, keyed by the weights' hash and the versions that made
 each file. On the first setup for a machine each contender (torch in the serving precision,
 OpenVINO in bf16, ONNX Runtime with int8 weights) is timed at batch 1 and batch 8, interleaved,
 and the one with the least time per photo serves every batch; the choice is cached beside the
-export. The text tower stays in torch: it runs once, at setup.
+export. The chosen runtime is checked against fp32 on the probe photos once per machine; later
+setups check that it reproduces what was checked. The text tower stays in torch: it runs once,
+at setup.
 """
 
 import contextlib
