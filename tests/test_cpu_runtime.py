@@ -7,6 +7,7 @@ Each step down is forced by a Fault: the real runtime's output, broken on purpos
 
 import json
 import logging
+import os
 import shutil
 import time
 
@@ -152,6 +153,27 @@ def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path
     data[-1] ^= 1
     weights_file.write_bytes(bytes(data))
     assert cpu_runtime.weights_digest(spec, tmp_path) != digest
+
+
+def test_weights_rewritten_in_place_with_their_modification_time_kept_are_hashed_again(
+    tiny_model_dir, tmp_path
+):
+    from clip_age.dev.tiny_models import build_tiny_model
+
+    ours = tmp_path / "ours"
+    shutil.copytree(tiny_model_dir, ours)
+    weights_file = ours / "open_clip_model.safetensors"
+    fine_tuned = build_tiny_model(tmp_path / "fine-tuned", seed=1) / "open_clip_model.safetensors"
+    assert fine_tuned.stat().st_size == weights_file.stat().st_size  # the same architecture
+    spec = weights.ModelSpec(f"local-dir:{ours}", None)
+    before = cpu_runtime.weights_digest(spec, tmp_path / "exports")
+    kept = weights_file.stat()
+    time.sleep(0.05)  # past the file system's clock tick, as any later copy is
+    # As `cp -p fine-tuned ours` does: the same file, other bytes, the source's modification time.
+    weights_file.write_bytes(fine_tuned.read_bytes())
+    os.utime(weights_file, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    after = cpu_runtime.weights_digest(spec, tmp_path / "exports")
+    assert after != before and after == cpu_runtime.weights_digest(spec)  # the files' own hash
 
 
 def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
