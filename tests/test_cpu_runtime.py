@@ -135,6 +135,23 @@ def test_a_later_setup_reads_no_torch_image_tower_and_checks_one_photo(
     )
 
 
+@pytest.mark.parametrize("emptied", ["onnxruntime-*/checked-*.npy", "fp32-probe-*.npy"])
+def test_an_empty_kept_array_is_computed_again_not_a_reason_to_step_down(
+    tiny_model_dir, export_dir, pixels, emptied
+):
+    first = load(tiny_model_dir, export_dir, "onnxruntime")
+    [record] = export_dir.glob("*/onnxruntime-*/checked-*.npy")
+    [emptied_file] = export_dir.glob(f"*/{emptied}")
+    # What a crash between the rename and the data reaching the disk leaves behind.
+    emptied_file.write_bytes(b"")
+    if emptied_file != record:
+        record.unlink()  # the whole check runs, and reads the fp32 reference
+    later = load(tiny_model_dir, export_dir, "onnxruntime")
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+    assert np.load(emptied_file).shape[-1] == first.encode_pixels(pixels).shape[-1]  # kept afresh
+
+
 def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path, monkeypatch):
     spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
     digest = cpu_runtime.weights_digest(spec, tmp_path)

@@ -57,6 +57,9 @@ NEAR_TIE = 0.02  # an fp32 probability within this of the top counts as a tie
 # A runtime gives the same numbers for the same input on the same machine and threads; this
 # leaves room for the last bits of a float32 sum, far inside MIN_COSINE.
 REPRODUCED = 1e-5
+# What np.load raises for a kept array that is missing or damaged: EOFError for an empty file,
+# as a crash between the rename and the data reaching the disk can leave one.
+UNREADABLE = (OSError, ValueError, EOFError)
 # One batch of probe photos: the examples, then synthetic ones (gpu_path.probe_images).
 PROBE_PHOTOS = 8
 EXAMPLES = Path(str(resources.files("clip_age") / "example_photos"))  # package data: also in a wheel
@@ -501,7 +504,7 @@ def _reference(
     path = exports.folder / f"fp32-probe-{hashlib.sha256(probe.tobytes()).hexdigest()[:16]}.npy"
     try:
         return torch.from_numpy(np.load(path))
-    except (OSError, ValueError):
+    except UNREADABLE:
         pass
     with torch.inference_mode():
         embeddings = _unit(load_fp32().encode_image(model.normalise(torch.from_numpy(probe))))
@@ -518,7 +521,7 @@ def _gate(
     checked, at the cost of one photo (the first request would pay that warm-up anyway)."""
     with torch.inference_mode():
         first = _unit(tower(x[:1]))
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(*UNREADABLE):
         recorded = torch.from_numpy(np.load(record))
         if recorded.shape == first.shape and torch.allclose(first, recorded, rtol=0, atol=REPRODUCED):
             log.info("The image tower's runtime reproduced the output its check against fp32 recorded.")
