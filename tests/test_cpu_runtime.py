@@ -152,6 +152,49 @@ def test_an_empty_kept_array_is_computed_again_not_a_reason_to_step_down(
     assert np.load(emptied_file).shape[-1] == first.encode_pixels(pixels).shape[-1]  # kept afresh
 
 
+@pytest.mark.parametrize("setting", ["auto", "onnxruntime"])
+def test_where_the_export_cannot_be_written_torch_serves_checked_and_says_why(
+    tiny_model_dir, tmp_path, pixels, setting
+):
+    # A CLIP_EXPORT_DIR that cannot be made, for any user (root included): as read-only or full.
+    (tmp_path / "a-file").write_text("")
+    estimator = load(tiny_model_dir, tmp_path / "a-file" / "exports", setting)
+    assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+    assert "the CPU runtimes were not used: the image tower could not be exported to" in estimator.serving
+    torch_only = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_runtime_setting="torch")
+    torch.testing.assert_close(estimator.encode_pixels(pixels), torch_only.encode_pixels(pixels))
+
+
+@pytest.mark.parametrize("unwritable", ["choice", "reference"])
+def test_a_kept_file_that_cannot_be_written_costs_its_work_again_and_the_runtime_serves(
+    tiny_model_dir, export_dir, pixels, unwritable, caplog
+):
+    setting = "auto" if unwritable == "choice" else "onnxruntime"
+    first = load(tiny_model_dir, export_dir, setting)
+    [folder] = {path.parent for path in export_dir.glob("*/*.onnx")}
+    # A folder in the file's place fails its write for any user, as a read-only volume would.
+    if unwritable == "choice":
+        [blocked] = folder.glob("choice-*.json")
+    else:
+        [blocked] = folder.glob("fp32-probe-*.npy")
+        for record in folder.glob("*/checked-*.npy"):
+            record.unlink()  # the whole check runs, and needs the fp32 reference
+    blocked.unlink()
+    blocked.mkdir()
+    try:
+        with caplog.at_level(logging.INFO):
+            later = load(tiny_model_dir, export_dir, setting)
+    finally:
+        blocked.rmdir()
+    assert later.serving.startswith("the image tower in") and "was not used" not in later.serving, (
+        later.serving
+    )
+    if unwritable == "choice":
+        assert any("the next setup times again" in record.message for record in caplog.records)
+    else:
+        torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+
+
 def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path, monkeypatch):
     spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
     digest = cpu_runtime.weights_digest(spec, tmp_path)

@@ -388,17 +388,38 @@ def choose(
         OPENVINO: lambda: openvino_tower(exports.onnx, exports.openvino_cache(), threads),
         ONNXRUNTIME: lambda: onnxruntime_tower(_int8(exports), threads),
     }
+    wrap = fault.wrap if fault else (lambda _, tower: tower)
+    torch_tower = wrap(model.torch_name, model.torch_tower)
+    reasons: list[str] = []
+    x = model.normalise(torch.from_numpy(probe))
+
+    def reference() -> torch.Tensor:
+        return _reference(exports, probe, model, load_fp32)
+
+    def torch_or_fp32() -> Served:
+        """After the runtime was ruled out: torch in its precision where it agrees with fp32."""
+        problem = _attempt(lambda: _check(torch_tower, x, reference(), model))
+        if not problem:
+            return Served(model.torch_name, torch_tower, reasons)
+        reasons.append(f"{model.torch_name} was not used: {problem}")
+        return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
+
     if not exports.onnx.is_file():
         started = time.perf_counter()
-        export_onnx(load_fp32().visual, model.size, exports.onnx)
+        try:
+            export_onnx(load_fp32().visual, model.size, exports.onnx)
+        # A read-only or full CLIP_EXPORT_DIR: the runtimes load the export from there.
+        except OSError as error:
+            reasons.append(
+                "the CPU runtimes were not used: the image tower could not be exported to "
+                f"{export_dir} ({error.strerror or error})"
+            )
+            return torch_or_fp32()
         log.info(
             "Exported the image tower to %s in %.0f s (once for these weights).",
             exports.onnx,
             time.perf_counter() - started,
         )
-    wrap = fault.wrap if fault else (lambda _, tower: tower)
-    torch_tower = wrap(model.torch_name, model.torch_tower)
-    reasons: list[str] = []
 
     def build(name: str) -> Tower | None:
         try:
@@ -418,9 +439,17 @@ def choose(
         candidates = {model.torch_name: torch_tower, **{name: t for name, t in built.items() if t}}
         timings = measure(candidates, model.size)
         chosen = fastest(timings)
-        write_json(
-            choice_file, {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen}
-        )
+        try:
+            write_json(
+                choice_file,
+                {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen},
+            )
+        except OSError as error:
+            log.warning(
+                "The timing could not be kept in %s (%s): the next setup times again.",
+                export_dir,
+                error.strerror or error,
+            )
         log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
         tower = candidates[chosen]
         del built, candidates  # the runtimes not chosen free their memory
@@ -429,20 +458,13 @@ def choose(
     if chosen == model.torch_name:
         return Served(chosen, torch_tower, reasons)
 
-    x = model.normalise(torch.from_numpy(probe))
     if tower is not None:
         record = exports.checked(chosen, threads, probe)
-        problem = _attempt(
-            lambda: _gate(tower, x, record, lambda: _reference(exports, probe, model, load_fp32), model)
-        )
+        problem = _attempt(lambda: _gate(tower, x, record, reference, model))
         if not problem:
             return Served(chosen, tower, reasons)
         reasons.append(f"{chosen} was not used: {problem}")
-    problem = _attempt(lambda: _check(torch_tower, x, _reference(exports, probe, model, load_fp32), model))
-    if not problem:
-        return Served(model.torch_name, torch_tower, reasons)
-    reasons.append(f"{model.torch_name} was not used: {problem}")
-    return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
+    return torch_or_fp32()
 
 
 def expected(
@@ -508,7 +530,8 @@ def _reference(
         pass
     with torch.inference_mode():
         embeddings = _unit(load_fp32().encode_image(model.normalise(torch.from_numpy(probe))))
-    save_array(path, embeddings.numpy())
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs this again
+        save_array(path, embeddings.numpy())
     return embeddings
 
 
