@@ -303,6 +303,25 @@ def test_a_runtime_that_cannot_load_the_export_is_not_used(tiny_model_dir, expor
     assert len(estimator.predict_pixels(pixels)) == len(pixels)
 
 
+def test_where_no_runtime_loads_nothing_is_kept_as_timed_and_a_repaired_export_is_timed(
+    tiny_model_dir, tmp_path, caplog
+):
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    export = cpu_runtime.Exports(tmp_path, cpu_runtime.weights_digest(spec, tmp_path)).onnx
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"not an ONNX model")  # neither runtime can load it
+    for _ in range(2):  # the first setup, and a later one
+        estimator = load(tiny_model_dir, tmp_path)
+        assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+        for name in RUNTIMES.values():
+            assert f"{name} was not used: it failed" in estimator.serving
+    export.unlink()  # exported again at the next setup
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        load(tiny_model_dir, tmp_path)
+    timed = [record.message for record in caplog.records if record.message.startswith("Timed")]
+    assert len(timed) == 1 and all(name in timed[0] for name in RUNTIMES.values())
+
+
 def photo_between_ages_1_and_99(p_1: float) -> torch.Tensor:
     """A unit embedding whose distribution (one-hot prompts, CLIP's logit scale of 100) puts
     p_1 on age 1 and the rest on age 99."""

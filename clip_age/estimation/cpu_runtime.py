@@ -436,6 +436,10 @@ def choose(
     tower = None
     if chosen is None:
         built = {name: build(name) for name in runtimes}
+        if not any(built.values()):
+            # Nothing to time, and nothing to keep: a later setup tries the runtimes again and
+            # says again why they are not used, rather than that they were timed slower.
+            return torch_or_fp32()
         candidates = {model.torch_name: torch_tower, **{name: t for name, t in built.items() if t}}
         timings = measure(candidates, model.size)
         chosen = fastest(timings)
