@@ -236,6 +236,29 @@ def test_weights_rewritten_in_place_with_their_modification_time_kept_are_hashed
     assert after != before and after == cpu_runtime.weights_digest(spec)  # the files' own hash
 
 
+def test_a_hidden_checkpoint_open_clip_loads_keys_the_export(tiny_model_dir, tmp_path, pixels):
+    from clip_age.dev.tiny_models import build_tiny_model
+
+    # open_clip takes the first checkpoint by name where none has a name it prefers: here the
+    # hidden one (its glob matches names that start with a dot).
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(tiny_model_dir / "open_clip_config.json", folder)
+    shutil.copy(tiny_model_dir / "open_clip_model.safetensors", folder / ".weights.safetensors")
+    other = build_tiny_model(tmp_path / "other", seed=1) / "open_clip_model.safetensors"
+    shutil.copy(other, folder / "weights.safetensors")
+    model = f"local-dir:{folder}"
+    AgeEstimator(model, device="cpu", cpu_runtime_setting="onnxruntime", export_dir=tmp_path / "exports")
+    shutil.copy(other, folder / ".weights.safetensors")  # the weights open_clip loads change
+    later = AgeEstimator(
+        model, device="cpu", cpu_runtime_setting="onnxruntime", export_dir=tmp_path / "exports"
+    )
+    assert later.serving.startswith(f"the image tower in {RUNTIMES['onnxruntime']}"), later.serving
+    torch_only = AgeEstimator(model, device="cpu", cpu_precision="fp32", cpu_runtime_setting="torch")
+    cosine = (later.encode_pixels(pixels) * torch_only.encode_pixels(pixels)).sum(-1)
+    assert float(cosine.min()) >= 0.999
+
+
 def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
     from clip_age.dev.tiny_models import build_tiny_model
 

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from clip_age.estimation import gpu_path, library_logs
-from clip_age.estimation.weights import ModelSpec
+from clip_age.estimation.weights import CHECKPOINT_SUFFIXES, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,13 @@ def weights_digest(spec: ModelSpec, cache: Path | None = None) -> str | None:
     name = spec.model_name
     if name.startswith("local-dir:"):
         folder = Path(name.removeprefix("local-dir:"))
-        files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
+        # Hidden files are not the model's (.gitattributes, an editor's), unless open_clip may
+        # load one as the checkpoint.
+        files = sorted(
+            path
+            for path in folder.iterdir()
+            if path.is_file() and (not path.name.startswith(".") or path.suffix in CHECKPOINT_SUFFIXES)
+        )
         name = "local-dir"
     elif spec.checkpoint:
         files = [spec.checkpoint]
