@@ -135,21 +135,41 @@ def test_a_later_setup_reads_no_torch_image_tower_and_checks_one_photo(
     )
 
 
-@pytest.mark.parametrize("emptied", ["onnxruntime-*/checked-*.npy", "fp32-probe-*.npy"])
+def test_other_prompts_get_the_whole_check_which_reads_answers_against_them(
+    tiny_model_dir, export_dir, caplog
+):
+    load(tiny_model_dir, export_dir, "onnxruntime")  # checked, and recorded, with our prompts
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        AgeEstimator(
+            f"local-dir:{tiny_model_dir}",
+            templates=["a photo of someone who is {age} years old."],
+            device="cpu",
+            cpu_runtime_setting="onnxruntime",
+            export_dir=export_dir,
+        )
+    # The argmax and expected age the check compares depend on the prompts.
+    assert not any("reproduced" in record.message for record in caplog.records)
+
+
+@pytest.mark.parametrize("emptied", ["record", "reference"])
 def test_an_empty_kept_array_is_computed_again_not_a_reason_to_step_down(
     tiny_model_dir, export_dir, pixels, emptied
 ):
     first = load(tiny_model_dir, export_dir, "onnxruntime")
-    [record] = export_dir.glob("*/onnxruntime-*/checked-*.npy")
-    [emptied_file] = export_dir.glob(f"*/{emptied}")
+    # The records of every set of prompts checked so far (other tests check other prompts).
+    records = list(export_dir.glob("*/onnxruntime-*/checked-*.npy"))
+    [reference] = export_dir.glob("*/fp32-probe-*.npy")
     # What a crash between the rename and the data reaching the disk leaves behind.
-    emptied_file.write_bytes(b"")
-    if emptied_file != record:
-        record.unlink()  # the whole check runs, and reads the fp32 reference
+    for path in records if emptied == "record" else [reference]:
+        path.write_bytes(b"")
+    if emptied == "reference":
+        for record in records:
+            record.unlink()  # the whole check runs, and reads the fp32 reference
     later = load(tiny_model_dir, export_dir, "onnxruntime")
     assert later.serving == first.serving, later.serving
     torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
-    assert np.load(emptied_file).shape[-1] == first.encode_pixels(pixels).shape[-1]  # kept afresh
+    kept = [*export_dir.glob("*/onnxruntime-*/checked-*.npy"), reference]
+    assert sum(path.stat().st_size > 0 for path in kept) == 2  # ours, and the reference, afresh
 
 
 @pytest.mark.parametrize("setting", ["auto", "onnxruntime"])

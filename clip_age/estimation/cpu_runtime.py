@@ -190,11 +190,15 @@ class Exports:
         )
         return self.folder / f"choice-{_machine(threads, torch_name, versions)}.json"
 
-    def checked(self, runtime: str, threads: int, probe: np.ndarray) -> Path:
-        """Where a runtime's passed check on this machine is recorded, beside its files."""
+    def checked(self, runtime: str, threads: int, probe: np.ndarray, model: "Model") -> Path:
+        """Where a runtime's passed check on this machine is recorded, beside its files. The
+        check reads answers against the prompts (other templates, another torch precision's
+        text tower): a record holds for the prompts it was checked with."""
         folder = self.openvino_cache() if runtime == OPENVINO else self.int8().parent
-        probe_digest = hashlib.sha256(probe.tobytes()).hexdigest()
-        return folder / f"checked-{_machine(threads, probe_digest)}.npy"
+        checked_on = hashlib.sha256(probe.tobytes())
+        checked_on.update(model.prompts.float().cpu().numpy().tobytes())
+        checked_on.update(repr(model.logit_scale).encode())
+        return folder / f"checked-{_machine(threads, checked_on.hexdigest())}.npy"
 
 
 def _machine(threads: int, *details: str) -> str:
@@ -469,7 +473,7 @@ def choose(
         return Served(chosen, torch_tower, reasons)
 
     if tower is not None:
-        record = exports.checked(chosen, threads, probe)
+        record = exports.checked(chosen, threads, probe, model)
         problem = _attempt(lambda: _gate(tower, x, record, reference, model))
         if not problem:
             return Served(chosen, tower, reasons)
