@@ -454,3 +454,30 @@ def test_runtime_threads_follow_the_cgroup_quota(tmp_path, files, cores):
         (tmp_path / name).write_text(text)
     quota = cpu_runtime._cgroup_quota(tmp_path)
     assert (None if quota is None else int(np.ceil(quota))) == cores
+
+
+@pytest.mark.slow
+def test_a_later_server_start_with_the_export_kept_answers_as_the_first(tiny_model_dir, tmp_path):
+    from tests.cog_server import LocalCogServer
+    from tests.conftest import EXAMPLES, data_uri
+
+    env = {
+        "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
+        "CLIP_DEVICE": "cpu",
+        "CLIP_CPU_RUNTIME": "onnxruntime",
+        "CLIP_EXPORT_DIR": str(tmp_path),
+    }
+    photo = {"image": data_uri((EXAMPLES / "astronaut.png").read_bytes()), "return_probabilities": True}
+    answers, logs, kept = [], [], []
+    for _ in range(2):  # the first start exports and checks; the second loads and reproduces
+        with LocalCogServer(env) as server:
+            assert server.wait_until_ready()["status"] == "READY", server.log()
+            prediction, _ = server.predict(photo)
+            answers.append(prediction["output"])
+            logs.append(server.log())
+        kept.append({path: path.stat().st_mtime_ns for path in tmp_path.rglob("*") if path.is_file()})
+    assert kept[1] == kept[0]  # nothing exported, checked or recorded again
+    for log in logs:
+        [ready] = [line for line in log.splitlines() if "Ready in" in line]
+        assert "the image tower in ONNX Runtime int8 on the CPU" in ready and "not used" not in ready
+    assert answers[1] == answers[0]
