@@ -481,3 +481,23 @@ def test_a_later_server_start_with_the_export_kept_answers_as_the_first(tiny_mod
         [ready] = [line for line in log.splitlines() if "Ready in" in line]
         assert "the image tower in ONNX Runtime int8 on the CPU" in ready and "not used" not in ready
     assert answers[1] == answers[0]
+
+
+def test_quantising_writes_nothing_where_a_setup_starting_at_once_also_quantises(
+    tiny_model_dir, export_dir, pixels
+):
+    first = load(tiny_model_dir, export_dir, "onnxruntime")
+    [int8] = export_dir.glob("*/onnxruntime-*/*-int8.onnx")
+    [export] = int8.parent.parent.glob("*.onnx")
+    int8.unlink()  # quantised again at the next setup
+    # ONNX Runtime's quantiser writes the model's shape-inferred copy beside it under this name,
+    # then deletes it: a setup quantising at the same time holds the name (a folder here, so
+    # that the name stays taken).
+    taken = export.with_name(f"{export.stem}-inferred.onnx")
+    taken.mkdir()
+    try:
+        later = load(tiny_model_dir, export_dir, "onnxruntime")
+    finally:
+        taken.rmdir()
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))

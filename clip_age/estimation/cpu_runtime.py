@@ -233,9 +233,19 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantisation, as torch's int8 path does it)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _writing(target) as partial, warnings.catch_warnings(), library_logs.errors_only():
+    with (
+        _writing(target) as partial,
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantising-") as own,
+        warnings.catch_warnings(),
+        library_logs.errors_only(),
+    ):
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+        # The quantiser writes a shape-inferred copy beside the model it reads, then deletes it:
+        # read through a link in a folder of our own, a setup quantising at the same time
+        # neither overwrites nor deletes ours.
+        model = Path(own) / source.name
+        model.symlink_to(source.resolve())
+        quantize_dynamic(str(model), str(partial), weight_type=QuantType.QInt8)
 
 
 def openvino_tower(onnx: Path, cache: Path, threads: int) -> Tower:
