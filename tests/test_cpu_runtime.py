@@ -487,9 +487,10 @@ def test_quantising_writes_nothing_where_a_setup_starting_at_once_also_quantises
     tiny_model_dir, export_dir, pixels
 ):
     first = load(tiny_model_dir, export_dir, "onnxruntime")
-    [int8] = export_dir.glob("*/onnxruntime-*/*-int8.onnx")
-    [export] = int8.parent.parent.glob("*.onnx")
-    int8.unlink()  # quantised again at the next setup
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    exports = cpu_runtime.Exports(export_dir, cpu_runtime.weights_digest(spec, export_dir))
+    export = exports.onnx
+    exports.int8().unlink()  # quantised again at the next setup
     # ONNX Runtime's quantiser writes the model's shape-inferred copy beside it under this name,
     # then deletes it: a setup quantising at the same time holds the name (a folder here, so
     # that the name stays taken).
