@@ -358,6 +358,10 @@ def test_where_no_runtime_loads_nothing_is_kept_as_timed_and_a_repaired_export_i
         assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
         for name in RUNTIMES.values():
             assert f"{name} was not used: it failed" in estimator.serving
+        # What each runtime said of the file, not where in its own source it said it.
+        assert "OpenVINO bf16 was not used: it failed (RuntimeError: Unable to read the model" in (
+            estimator.serving
+        )
     export.unlink()  # exported again at the next setup
     with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
         load(tiny_model_dir, tmp_path)

@@ -599,8 +599,11 @@ def _attempt(check: Callable[[], str | None]) -> str | None:
 
 
 def _failed(error: Exception) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"it failed ({type(error).__name__}: {message})"
+    # OpenVINO's messages open with a line per frame of its own source ("Exception from
+    # src/inference/src/cpp/core.cpp:132:"); what went wrong comes after them.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from src/")]
+    return f"it failed ({type(error).__name__}: {(said or lines or [''])[0]})"
 
 
 class _VisualOnly(torch.nn.Module):
