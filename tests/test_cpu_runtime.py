@@ -506,3 +506,19 @@ def test_quantising_writes_nothing_where_a_setup_starting_at_once_also_quantises
         taken.rmdir()
     assert later.serving == first.serving, later.serving
     torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+
+
+def test_exporting_a_resnet_image_tower_logs_no_warning_of_the_exporters(tmp_path, caplog):
+    import open_clip
+
+    from clip_age.dev.tiny_models import TINY_CONFIG, save_model_dir
+
+    # OpenAI's RN50 family, tiny: onnxscript's optimiser warns about each Split it leaves.
+    config = {**TINY_CONFIG, "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8}}
+    torch.manual_seed(0)
+    folder = save_model_dir(open_clip.model.CLIP(**config), config, tmp_path / "resnet")
+    with caplog.at_level(logging.INFO):
+        estimator = load(folder, tmp_path / "exports", "onnxruntime")
+    assert estimator.serving.startswith(f"the image tower in {RUNTIMES['onnxruntime']}"), estimator.serving
+    assert any(record.message.startswith("Exported the image tower") for record in caplog.records)
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]

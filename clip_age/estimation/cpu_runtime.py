@@ -212,8 +212,15 @@ def _machine(threads: int, *details: str) -> str:
 def export_onnx(visual: torch.nn.Module, size: int, target: Path) -> None:
     """The fp32 image tower as ONNX, with a dynamic batch dimension."""
     example = torch.zeros(2, 3, size, size)
-    with _writing(target) as partial, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        # The exporter narrates each step and warns about its own internals; neither is the user's business.
+    with (
+        _writing(target) as partial,
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        library_logs.errors_only(),
+    ):
+        # The exporter narrates each step and warns about its own internals (onnxscript's
+        # optimiser logs a warning per Split it does not fold, in a ResNet tower); neither is
+        # the user's business.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _VisualOnly(visual).eval(),
