@@ -172,6 +172,21 @@ def test_an_empty_kept_array_is_computed_again_not_a_reason_to_step_down(
     assert sum(path.stat().st_size > 0 for path in kept) == 2  # ours, and the reference, afresh
 
 
+@pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
+def test_an_empty_export_is_made_again_not_a_reason_to_step_down(tiny_model_dir, export_dir, pixels, setting):
+    first = load(tiny_model_dir, export_dir, setting)
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    exports = cpu_runtime.Exports(export_dir, cpu_runtime.weights_digest(spec, export_dir))
+    # What the runtime loads: OpenVINO the export, ONNX Runtime its int8 copy. Empty, as a crash
+    # between the rename and the data reaching the disk leaves a file.
+    loaded = exports.onnx if setting == "openvino" else exports.int8()
+    loaded.write_bytes(b"")
+    later = load(tiny_model_dir, export_dir, setting)
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+    assert loaded.stat().st_size > 0
+
+
 @pytest.mark.parametrize("setting", ["auto", "onnxruntime"])
 def test_where_the_export_cannot_be_written_torch_serves_checked_and_says_why(
     tiny_model_dir, tmp_path, pixels, setting

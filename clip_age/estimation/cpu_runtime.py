@@ -431,7 +431,7 @@ def choose(
         reasons.append(f"{model.torch_name} was not used: {problem}")
         return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
 
-    if not exports.onnx.is_file():
+    if not _made(exports.onnx):
         started = time.perf_counter()
         try:
             export_onnx(load_fp32().visual, model.size, exports.onnx)
@@ -531,7 +531,7 @@ def _requested(setting: str) -> list[str]:
 
 def _int8(exports: Exports) -> Path:
     target = exports.int8()
-    if not target.is_file():
+    if not _made(target):
         started = time.perf_counter()
         quantize_int8(exports.onnx, target)
         log.info(
@@ -539,6 +539,15 @@ def _int8(exports: Exports) -> Path:
             time.perf_counter() - started,
         )
     return target
+
+
+def _made(path: Path) -> bool:
+    """Whether a file this module writes is there. An empty one is what a crash between the
+    rename and the data reaching the disk leaves (the writes are not synced): made again."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _cached_choice(path: Path, names: set[str]) -> str | None:
