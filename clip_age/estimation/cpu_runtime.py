@@ -249,9 +249,12 @@ def quantize_int8(source: Path, target: Path) -> None:
         warnings.simplefilter("ignore")
         # The quantiser writes a shape-inferred copy beside the model it reads, then deletes it:
         # read through a link in a folder of our own, a setup quantising at the same time
-        # neither overwrites nor deletes ours.
+        # neither overwrites nor deletes ours. A file system without links reads the export.
         model = Path(own) / source.name
-        model.symlink_to(source.resolve())
+        try:
+            model.symlink_to(source.resolve())
+        except OSError:
+            model = source
         quantize_dynamic(str(model), str(partial), weight_type=QuantType.QInt8)
 
 
