@@ -7,6 +7,7 @@ Each step down is forced by a Fault: the real runtime's output, broken on purpos
 
 import json
 import logging
+import os
 import shutil
 import time
 
@@ -134,6 +135,101 @@ def test_a_later_setup_reads_no_torch_image_tower_and_checks_one_photo(
     )
 
 
+def test_other_prompts_get_the_whole_check_which_reads_answers_against_them(
+    tiny_model_dir, export_dir, caplog
+):
+    load(tiny_model_dir, export_dir, "onnxruntime")  # checked, and recorded, with our prompts
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        AgeEstimator(
+            f"local-dir:{tiny_model_dir}",
+            templates=["a photo of someone who is {age} years old."],
+            device="cpu",
+            cpu_runtime_setting="onnxruntime",
+            export_dir=export_dir,
+        )
+    # The argmax and expected age the check compares depend on the prompts.
+    assert not any("reproduced" in record.message for record in caplog.records)
+
+
+@pytest.mark.parametrize("emptied", ["record", "reference"])
+def test_an_empty_kept_array_is_computed_again_not_a_reason_to_step_down(
+    tiny_model_dir, export_dir, pixels, emptied
+):
+    first = load(tiny_model_dir, export_dir, "onnxruntime")
+    # The records of every set of prompts checked so far (other tests check other prompts).
+    records = list(export_dir.glob("*/onnxruntime-*/checked-*.npy"))
+    [reference] = export_dir.glob("*/fp32-probe-*.npy")
+    # What a crash between the rename and the data reaching the disk leaves behind.
+    for path in records if emptied == "record" else [reference]:
+        path.write_bytes(b"")
+    if emptied == "reference":
+        for record in records:
+            record.unlink()  # the whole check runs, and reads the fp32 reference
+    later = load(tiny_model_dir, export_dir, "onnxruntime")
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+    kept = [*export_dir.glob("*/onnxruntime-*/checked-*.npy"), reference]
+    assert sum(path.stat().st_size > 0 for path in kept) == 2  # ours, and the reference, afresh
+
+
+@pytest.mark.parametrize("setting", ["openvino", "onnxruntime"])
+def test_an_empty_export_is_made_again_not_a_reason_to_step_down(tiny_model_dir, export_dir, pixels, setting):
+    first = load(tiny_model_dir, export_dir, setting)
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    exports = cpu_runtime.Exports(export_dir, cpu_runtime.weights_digest(spec, export_dir))
+    # What the runtime loads: OpenVINO the export, ONNX Runtime its int8 copy. Empty, as a crash
+    # between the rename and the data reaching the disk leaves a file.
+    loaded = exports.onnx if setting == "openvino" else exports.int8()
+    loaded.write_bytes(b"")
+    later = load(tiny_model_dir, export_dir, setting)
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+    assert loaded.stat().st_size > 0
+
+
+@pytest.mark.parametrize("setting", ["auto", "onnxruntime"])
+def test_where_the_export_cannot_be_written_torch_serves_checked_and_says_why(
+    tiny_model_dir, tmp_path, pixels, setting
+):
+    # A CLIP_EXPORT_DIR that cannot be made, for any user (root included): as read-only or full.
+    (tmp_path / "a-file").write_text("")
+    estimator = load(tiny_model_dir, tmp_path / "a-file" / "exports", setting)
+    assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+    assert "the CPU runtimes were not used: the image tower could not be exported to" in estimator.serving
+    torch_only = AgeEstimator(f"local-dir:{tiny_model_dir}", device="cpu", cpu_runtime_setting="torch")
+    torch.testing.assert_close(estimator.encode_pixels(pixels), torch_only.encode_pixels(pixels))
+
+
+@pytest.mark.parametrize("unwritable", ["choice", "reference"])
+def test_a_kept_file_that_cannot_be_written_costs_its_work_again_and_the_runtime_serves(
+    tiny_model_dir, export_dir, pixels, unwritable, caplog
+):
+    setting = "auto" if unwritable == "choice" else "onnxruntime"
+    first = load(tiny_model_dir, export_dir, setting)
+    [folder] = {path.parent for path in export_dir.glob("*/*.onnx")}
+    # A folder in the file's place fails its write for any user, as a read-only volume would.
+    if unwritable == "choice":
+        [blocked] = folder.glob("choice-*.json")
+    else:
+        [blocked] = folder.glob("fp32-probe-*.npy")
+        for record in folder.glob("*/checked-*.npy"):
+            record.unlink()  # the whole check runs, and needs the fp32 reference
+    blocked.unlink()
+    blocked.mkdir()
+    try:
+        with caplog.at_level(logging.INFO):
+            later = load(tiny_model_dir, export_dir, setting)
+    finally:
+        blocked.rmdir()
+    assert later.serving.startswith("the image tower in") and "was not used" not in later.serving, (
+        later.serving
+    )
+    if unwritable == "choice":
+        assert any("the next setup times again" in record.message for record in caplog.records)
+    else:
+        torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+
+
 def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path, monkeypatch):
     spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
     digest = cpu_runtime.weights_digest(spec, tmp_path)
@@ -152,6 +248,50 @@ def test_the_weights_hash_is_kept_by_the_files_identity(tiny_model_dir, tmp_path
     data[-1] ^= 1
     weights_file.write_bytes(bytes(data))
     assert cpu_runtime.weights_digest(spec, tmp_path) != digest
+
+
+def test_weights_rewritten_in_place_with_their_modification_time_kept_are_hashed_again(
+    tiny_model_dir, tmp_path
+):
+    from clip_age.dev.tiny_models import build_tiny_model
+
+    ours = tmp_path / "ours"
+    shutil.copytree(tiny_model_dir, ours)
+    weights_file = ours / "open_clip_model.safetensors"
+    fine_tuned = build_tiny_model(tmp_path / "fine-tuned", seed=1) / "open_clip_model.safetensors"
+    assert fine_tuned.stat().st_size == weights_file.stat().st_size  # the same architecture
+    spec = weights.ModelSpec(f"local-dir:{ours}", None)
+    before = cpu_runtime.weights_digest(spec, tmp_path / "exports")
+    kept = weights_file.stat()
+    time.sleep(0.05)  # past the file system's clock tick, as any later copy is
+    # As `cp -p fine-tuned ours` does: the same file, other bytes, the source's modification time.
+    weights_file.write_bytes(fine_tuned.read_bytes())
+    os.utime(weights_file, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    after = cpu_runtime.weights_digest(spec, tmp_path / "exports")
+    assert after != before and after == cpu_runtime.weights_digest(spec)  # the files' own hash
+
+
+def test_a_hidden_checkpoint_open_clip_loads_keys_the_export(tiny_model_dir, tmp_path, pixels):
+    from clip_age.dev.tiny_models import build_tiny_model
+
+    # open_clip takes the first checkpoint by name where none has a name it prefers: here the
+    # hidden one (its glob matches names that start with a dot).
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(tiny_model_dir / "open_clip_config.json", folder)
+    shutil.copy(tiny_model_dir / "open_clip_model.safetensors", folder / ".weights.safetensors")
+    other = build_tiny_model(tmp_path / "other", seed=1) / "open_clip_model.safetensors"
+    shutil.copy(other, folder / "weights.safetensors")
+    model = f"local-dir:{folder}"
+    AgeEstimator(model, device="cpu", cpu_runtime_setting="onnxruntime", export_dir=tmp_path / "exports")
+    shutil.copy(other, folder / ".weights.safetensors")  # the weights open_clip loads change
+    later = AgeEstimator(
+        model, device="cpu", cpu_runtime_setting="onnxruntime", export_dir=tmp_path / "exports"
+    )
+    assert later.serving.startswith(f"the image tower in {RUNTIMES['onnxruntime']}"), later.serving
+    torch_only = AgeEstimator(model, device="cpu", cpu_precision="fp32", cpu_runtime_setting="torch")
+    cosine = (later.encode_pixels(pixels) * torch_only.encode_pixels(pixels)).sum(-1)
+    assert float(cosine.min()) >= 0.999
 
 
 def test_other_weights_get_their_own_export(tiny_model_dir, tmp_path, export_dir):
@@ -219,6 +359,29 @@ def test_a_runtime_that_cannot_load_the_export_is_not_used(tiny_model_dir, expor
         in estimator.serving
     )
     assert len(estimator.predict_pixels(pixels)) == len(pixels)
+
+
+def test_where_no_runtime_loads_nothing_is_kept_as_timed_and_a_repaired_export_is_timed(
+    tiny_model_dir, tmp_path, caplog
+):
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    export = cpu_runtime.Exports(tmp_path, cpu_runtime.weights_digest(spec, tmp_path)).onnx
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"not an ONNX model")  # neither runtime can load it
+    for _ in range(2):  # the first setup, and a later one
+        estimator = load(tiny_model_dir, tmp_path)
+        assert estimator.serving.startswith(f"the image tower in {TORCH} on the CPU"), estimator.serving
+        for name in RUNTIMES.values():
+            assert f"{name} was not used: it failed" in estimator.serving
+        # What each runtime said of the file, not where in its own source it said it.
+        assert "OpenVINO bf16 was not used: it failed (RuntimeError: Unable to read the model" in (
+            estimator.serving
+        )
+    export.unlink()  # exported again at the next setup
+    with caplog.at_level(logging.INFO, logger="clip_age.estimation.cpu_runtime"):
+        load(tiny_model_dir, tmp_path)
+    timed = [record.message for record in caplog.records if record.message.startswith("Timed")]
+    assert len(timed) == 1 and all(name in timed[0] for name in RUNTIMES.values())
 
 
 def photo_between_ages_1_and_99(p_1: float) -> torch.Tensor:
@@ -310,3 +473,67 @@ def test_runtime_threads_follow_the_cgroup_quota(tmp_path, files, cores):
         (tmp_path / name).write_text(text)
     quota = cpu_runtime._cgroup_quota(tmp_path)
     assert (None if quota is None else int(np.ceil(quota))) == cores
+
+
+@pytest.mark.slow
+def test_a_later_server_start_with_the_export_kept_answers_as_the_first(tiny_model_dir, tmp_path):
+    from tests.cog_server import LocalCogServer
+    from tests.conftest import EXAMPLES, data_uri
+
+    env = {
+        "CLIP_MODEL": f"local-dir:{tiny_model_dir}",
+        "CLIP_DEVICE": "cpu",
+        "CLIP_CPU_RUNTIME": "onnxruntime",
+        "CLIP_EXPORT_DIR": str(tmp_path),
+    }
+    photo = {"image": data_uri((EXAMPLES / "astronaut.png").read_bytes()), "return_probabilities": True}
+    answers, logs, kept = [], [], []
+    for _ in range(2):  # the first start exports and checks; the second loads and reproduces
+        with LocalCogServer(env) as server:
+            assert server.wait_until_ready()["status"] == "READY", server.log()
+            prediction, _ = server.predict(photo)
+            answers.append(prediction["output"])
+            logs.append(server.log())
+        kept.append({path: path.stat().st_mtime_ns for path in tmp_path.rglob("*") if path.is_file()})
+    assert kept[1] == kept[0]  # nothing exported, checked or recorded again
+    for log in logs:
+        [ready] = [line for line in log.splitlines() if "Ready in" in line]
+        assert "the image tower in ONNX Runtime int8 on the CPU" in ready and "not used" not in ready
+    assert answers[1] == answers[0]
+
+
+def test_quantising_writes_nothing_where_a_setup_starting_at_once_also_quantises(
+    tiny_model_dir, export_dir, pixels
+):
+    first = load(tiny_model_dir, export_dir, "onnxruntime")
+    spec = weights.ModelSpec(f"local-dir:{tiny_model_dir}", None)
+    exports = cpu_runtime.Exports(export_dir, cpu_runtime.weights_digest(spec, export_dir))
+    export = exports.onnx
+    exports.int8().unlink()  # quantised again at the next setup
+    # ONNX Runtime's quantiser writes the model's shape-inferred copy beside it under this name,
+    # then deletes it: a setup quantising at the same time holds the name (a folder here, so
+    # that the name stays taken).
+    taken = export.with_name(f"{export.stem}-inferred.onnx")
+    taken.mkdir()
+    try:
+        later = load(tiny_model_dir, export_dir, "onnxruntime")
+    finally:
+        taken.rmdir()
+    assert later.serving == first.serving, later.serving
+    torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
+
+
+def test_exporting_a_resnet_image_tower_logs_no_warning_of_the_exporters(tmp_path, caplog):
+    import open_clip
+
+    from clip_age.dev.tiny_models import TINY_CONFIG, save_model_dir
+
+    # OpenAI's RN50 family, tiny: onnxscript's optimiser warns about each Split it leaves.
+    config = {**TINY_CONFIG, "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 8}}
+    torch.manual_seed(0)
+    folder = save_model_dir(open_clip.model.CLIP(**config), config, tmp_path / "resnet")
+    with caplog.at_level(logging.INFO):
+        estimator = load(folder, tmp_path / "exports", "onnxruntime")
+    assert estimator.serving.startswith(f"the image tower in {RUNTIMES['onnxruntime']}"), estimator.serving
+    assert any(record.message.startswith("Exported the image tower") for record in caplog.records)
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from clip_age.estimation import gpu_path, library_logs
-from clip_age.estimation.weights import ModelSpec
+from clip_age.estimation.weights import CHECKPOINT_SUFFIXES, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ NEAR_TIE = 0.02  # an fp32 probability within this of the top counts as a tie
 # A runtime gives the same numbers for the same input on the same machine and threads; this
 # leaves room for the last bits of a float32 sum, far inside MIN_COSINE.
 REPRODUCED = 1e-5
+# What np.load raises for a kept array that is missing or damaged: EOFError for an empty file,
+# as a crash between the rename and the data reaching the disk can leave one.
+UNREADABLE = (OSError, ValueError, EOFError)
 # One batch of probe photos: the examples, then synthetic ones (gpu_path.probe_images).
 PROBE_PHOTOS = 8
 EXAMPLES = Path(str(resources.files("clip_age") / "example_photos"))  # package data: also in a wheel
@@ -112,7 +115,13 @@ def weights_digest(spec: ModelSpec, cache: Path | None = None) -> str | None:
     name = spec.model_name
     if name.startswith("local-dir:"):
         folder = Path(name.removeprefix("local-dir:"))
-        files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
+        # Hidden files are not the model's (.gitattributes, an editor's), unless open_clip may
+        # load one as the checkpoint.
+        files = sorted(
+            path
+            for path in folder.iterdir()
+            if path.is_file() and (not path.name.startswith(".") or path.suffix in CHECKPOINT_SUFFIXES)
+        )
         name = "local-dir"
     elif spec.checkpoint:
         files = [spec.checkpoint]
@@ -127,10 +136,15 @@ def weights_digest(spec: ModelSpec, cache: Path | None = None) -> str | None:
 
 def _file_sha256(path: Path, cache: Path | None) -> bytes:
     """A file's sha256, kept under cache by what identifies the file's content as git's index
-    does (device, inode, size, modification time): hashing ViT-L-14's 1.7 GB takes 1.2 s on
-    2 cores, a second of every setup."""
+    does (device, inode, size, modification and change times): hashing ViT-L-14's 1.7 GB takes
+    1.2 s on 2 cores, a second of every setup. The change time is what no one can set back:
+    weights rewritten in place with their modification time kept (cp -p, rsync -t, touch -r)
+    have the same size when the architecture is the same."""
     status = path.stat()
-    identity = f"{path.resolve()}|{status.st_dev}|{status.st_ino}|{status.st_size}|{status.st_mtime_ns}"
+    identity = (
+        f"{path.resolve()}|{status.st_dev}|{status.st_ino}|{status.st_size}|{status.st_mtime_ns}"
+        f"|{status.st_ctime_ns}"
+    )
     kept = cache / "file-digests" / hashlib.sha256(identity.encode()).hexdigest()[:32] if cache else None
     if kept is not None:
         with contextlib.suppress(OSError, ValueError):
@@ -178,11 +192,15 @@ class Exports:
         )
         return self.folder / f"choice-{_machine(threads, torch_name, versions)}.json"
 
-    def checked(self, runtime: str, threads: int, probe: np.ndarray) -> Path:
-        """Where a runtime's passed check on this machine is recorded, beside its files."""
+    def checked(self, runtime: str, threads: int, probe: np.ndarray, model: "Model") -> Path:
+        """Where a runtime's passed check on this machine is recorded, beside its files. The
+        check reads answers against the prompts (other templates, another torch precision's
+        text tower): a record holds for the prompts it was checked with."""
         folder = self.openvino_cache() if runtime == OPENVINO else self.int8().parent
-        probe_digest = hashlib.sha256(probe.tobytes()).hexdigest()
-        return folder / f"checked-{_machine(threads, probe_digest)}.npy"
+        checked_on = hashlib.sha256(probe.tobytes())
+        checked_on.update(model.prompts.float().cpu().numpy().tobytes())
+        checked_on.update(repr(model.logit_scale).encode())
+        return folder / f"checked-{_machine(threads, checked_on.hexdigest())}.npy"
 
 
 def _machine(threads: int, *details: str) -> str:
@@ -196,8 +214,15 @@ def _machine(threads: int, *details: str) -> str:
 def export_onnx(visual: torch.nn.Module, size: int, target: Path) -> None:
     """The fp32 image tower as ONNX, with a dynamic batch dimension."""
     example = torch.zeros(2, 3, size, size)
-    with _writing(target) as partial, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        # The exporter narrates each step and warns about its own internals; neither is the user's business.
+    with (
+        _writing(target) as partial,
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        library_logs.errors_only(),
+    ):
+        # The exporter narrates each step and warns about its own internals (onnxscript's
+        # optimiser logs a warning per Split it does not fold, in a ResNet tower); neither is
+        # the user's business.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _VisualOnly(visual).eval(),
@@ -217,9 +242,22 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantisation, as torch's int8 path does it)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _writing(target) as partial, warnings.catch_warnings(), library_logs.errors_only():
+    with (
+        _writing(target) as partial,
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantising-") as own,
+        warnings.catch_warnings(),
+        library_logs.errors_only(),
+    ):
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
+        # The quantiser writes a shape-inferred copy beside the model it reads, then deletes it:
+        # read through a link in a folder of our own, a setup quantising at the same time
+        # neither overwrites nor deletes ours. A file system without links reads the export.
+        model = Path(own) / source.name
+        try:
+            model.symlink_to(source.resolve())
+        except OSError:
+            model = source
+        quantize_dynamic(str(model), str(partial), weight_type=QuantType.QInt8)
 
 
 def openvino_tower(onnx: Path, cache: Path, threads: int) -> Tower:
@@ -382,17 +420,38 @@ def choose(
         OPENVINO: lambda: openvino_tower(exports.onnx, exports.openvino_cache(), threads),
         ONNXRUNTIME: lambda: onnxruntime_tower(_int8(exports), threads),
     }
-    if not exports.onnx.is_file():
+    wrap = fault.wrap if fault else (lambda _, tower: tower)
+    torch_tower = wrap(model.torch_name, model.torch_tower)
+    reasons: list[str] = []
+    x = model.normalise(torch.from_numpy(probe))
+
+    def reference() -> torch.Tensor:
+        return _reference(exports, probe, model, load_fp32)
+
+    def torch_or_fp32() -> Served:
+        """After the runtime was ruled out: torch in its precision where it agrees with fp32."""
+        problem = _attempt(lambda: _check(torch_tower, x, reference(), model))
+        if not problem:
+            return Served(model.torch_name, torch_tower, reasons)
+        reasons.append(f"{model.torch_name} was not used: {problem}")
+        return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
+
+    if not _made(exports.onnx):
         started = time.perf_counter()
-        export_onnx(load_fp32().visual, model.size, exports.onnx)
+        try:
+            export_onnx(load_fp32().visual, model.size, exports.onnx)
+        # A read-only or full CLIP_EXPORT_DIR: the runtimes load the export from there.
+        except OSError as error:
+            reasons.append(
+                "the CPU runtimes were not used: the image tower could not be exported to "
+                f"{export_dir} ({error.strerror or error})"
+            )
+            return torch_or_fp32()
         log.info(
             "Exported the image tower to %s in %.0f s (once for these weights).",
             exports.onnx,
             time.perf_counter() - started,
         )
-    wrap = fault.wrap if fault else (lambda _, tower: tower)
-    torch_tower = wrap(model.torch_name, model.torch_tower)
-    reasons: list[str] = []
 
     def build(name: str) -> Tower | None:
         try:
@@ -409,12 +468,24 @@ def choose(
     tower = None
     if chosen is None:
         built = {name: build(name) for name in runtimes}
+        if not any(built.values()):
+            # Nothing to time, and nothing to keep: a later setup tries the runtimes again and
+            # says again why they are not used, rather than that they were timed slower.
+            return torch_or_fp32()
         candidates = {model.torch_name: torch_tower, **{name: t for name, t in built.items() if t}}
         timings = measure(candidates, model.size)
         chosen = fastest(timings)
-        write_json(
-            choice_file, {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen}
-        )
+        try:
+            write_json(
+                choice_file,
+                {"threads": threads, "cpu": cpu_name(), "ms_per_batch": timings, "chosen": chosen},
+            )
+        except OSError as error:
+            log.warning(
+                "The timing could not be kept in %s (%s): the next setup times again.",
+                export_dir,
+                error.strerror or error,
+            )
         log.info("Timed the image tower on %d threads (ms per batch): %s", threads, json.dumps(timings))
         tower = candidates[chosen]
         del built, candidates  # the runtimes not chosen free their memory
@@ -423,20 +494,13 @@ def choose(
     if chosen == model.torch_name:
         return Served(chosen, torch_tower, reasons)
 
-    x = model.normalise(torch.from_numpy(probe))
     if tower is not None:
-        record = exports.checked(chosen, threads, probe)
-        problem = _attempt(
-            lambda: _gate(tower, x, record, lambda: _reference(exports, probe, model, load_fp32), model)
-        )
+        record = exports.checked(chosen, threads, probe, model)
+        problem = _attempt(lambda: _gate(tower, x, record, reference, model))
         if not problem:
             return Served(chosen, tower, reasons)
         reasons.append(f"{chosen} was not used: {problem}")
-    problem = _attempt(lambda: _check(torch_tower, x, _reference(exports, probe, model, load_fp32), model))
-    if not problem:
-        return Served(model.torch_name, torch_tower, reasons)
-    reasons.append(f"{model.torch_name} was not used: {problem}")
-    return Served("torch fp32", wrap("torch fp32", lambda x: load_fp32().encode_image(x)), reasons)
+    return torch_or_fp32()
 
 
 def expected(
@@ -472,7 +536,7 @@ def _requested(setting: str) -> list[str]:
 
 def _int8(exports: Exports) -> Path:
     target = exports.int8()
-    if not target.is_file():
+    if not _made(target):
         started = time.perf_counter()
         quantize_int8(exports.onnx, target)
         log.info(
@@ -480,6 +544,15 @@ def _int8(exports: Exports) -> Path:
             time.perf_counter() - started,
         )
     return target
+
+
+def _made(path: Path) -> bool:
+    """Whether a file this module writes is there. An empty one is what a crash between the
+    rename and the data reaching the disk leaves (the writes are not synced): made again."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _cached_choice(path: Path, names: set[str]) -> str | None:
@@ -498,11 +571,12 @@ def _reference(
     path = exports.folder / f"fp32-probe-{hashlib.sha256(probe.tobytes()).hexdigest()[:16]}.npy"
     try:
         return torch.from_numpy(np.load(path))
-    except (OSError, ValueError):
+    except UNREADABLE:
         pass
     with torch.inference_mode():
         embeddings = _unit(load_fp32().encode_image(model.normalise(torch.from_numpy(probe))))
-    save_array(path, embeddings.numpy())
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs this again
+        save_array(path, embeddings.numpy())
     return embeddings
 
 
@@ -515,7 +589,7 @@ def _gate(
     checked, at the cost of one photo (the first request would pay that warm-up anyway)."""
     with torch.inference_mode():
         first = _unit(tower(x[:1]))
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(*UNREADABLE):
         recorded = torch.from_numpy(np.load(record))
         if recorded.shape == first.shape and torch.allclose(first, recorded, rtol=0, atol=REPRODUCED):
             log.info("The image tower's runtime reproduced the output its check against fp32 recorded.")
@@ -546,8 +620,11 @@ def _attempt(check: Callable[[], str | None]) -> str | None:
 
 
 def _failed(error: Exception) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"it failed ({type(error).__name__}: {message})"
+    # OpenVINO's messages open with a line per frame of its own source ("Exception from
+    # src/inference/src/cpp/core.cpp:132:"); what went wrong comes after them.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith("Exception from src/")]
+    return f"it failed ({type(error).__name__}: {(said or lines or [''])[0]})"
 
 
 class _VisualOnly(torch.nn.Module):

@@ -104,7 +104,7 @@ def _checkpoint_file(spec: weights.ModelSpec) -> Path | None:
     if not spec.model_name.startswith("local-dir:"):
         return None
     folder = Path(spec.model_name.removeprefix("local-dir:"))
-    found = [path for pattern in ("*.safetensors", "*.bin", "*.pth") for path in folder.glob(pattern)]
+    found = [path for suffix in weights.CHECKPOINT_SUFFIXES for path in folder.glob(f"*{suffix}")]
     return found[0] if len(found) == 1 else None
 
 
@@ -114,7 +114,7 @@ def _folder_holds_weights(model_name: str) -> bool:
     if not model_name.startswith("local-dir:"):
         return False
     folder = Path(model_name.removeprefix("local-dir:"))
-    return any(next(folder.glob(pattern), None) for pattern in ("*.safetensors", "*.bin", "*.pth"))
+    return any(next(folder.glob(f"*{suffix}"), None) for suffix in weights.CHECKPOINT_SUFFIXES)
 
 
 @contextlib.contextmanager

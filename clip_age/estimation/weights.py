@@ -17,6 +17,11 @@ MISSING = (
 )
 
 
+# The files open_clip takes as a local-dir: folder's checkpoint, hidden ones included (its glob
+# matches names that start with a dot).
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
 class WeightsError(RuntimeError):
     """The configured model's weights are not on this machine, or do not load."""
 
