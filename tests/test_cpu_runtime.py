@@ -537,3 +537,19 @@ def test_exporting_a_resnet_image_tower_logs_no_warning_of_the_exporters(tmp_pat
     assert estimator.serving.startswith(f"the image tower in {RUNTIMES['onnxruntime']}"), estimator.serving
     assert any(record.message.startswith("Exported the image tower") for record in caplog.records)
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_a_kept_file_reaches_the_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = cpu_runtime.os.fsync
+
+    def fsync(descriptor):
+        # At the sync, the data is in the file and the complete name does not exist yet.
+        synced.append((os.readlink(f"/proc/self/fd/{descriptor}"), (tmp_path / "kept.json").exists()))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(cpu_runtime.os, "fsync", fsync)
+    cpu_runtime.write_json(tmp_path / "kept.json", {"chosen": "x"})
+    [(path, named_yet)] = synced
+    assert ".partial-" in path and not named_yet
+    assert json.loads((tmp_path / "kept.json").read_text()) == {"chosen": "x"}

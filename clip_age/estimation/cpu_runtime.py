@@ -547,8 +547,8 @@ def _int8(exports: Exports) -> Path:
 
 
 def _made(path: Path) -> bool:
-    """Whether a file this module writes is there. An empty one is what a crash between the
-    rename and the data reaching the disk leaves (the writes are not synced): made again."""
+    """Whether a file this module writes is there. An empty one, as a crash between the rename
+    and the data reaching the disk left before writes were synced, is made again."""
     try:
         return path.stat().st_size > 0
     except OSError:
@@ -640,14 +640,20 @@ class _VisualOnly(torch.nn.Module):
 
 @contextlib.contextmanager
 def _writing(target: Path):
-    """A temporary file beside target, renamed onto it once complete: another process starting
-    at the same time never reads half a file."""
+    """A temporary file beside target, renamed onto it once complete and on the disk: another
+    process starting at the same time never reads half a file, and a crash never leaves a
+    complete name on a truncated file, which would rule its runtime out at every setup."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=target.suffix)
     os.close(handle)
     partial = Path(name)
     try:
         yield partial
+        synced = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(synced)
+        finally:
+            os.close(synced)
         partial.chmod(0o644)  # mkstemp's owner-only mode would hide the cache from other users
         partial.replace(target)
     finally:
