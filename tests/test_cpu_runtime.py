@@ -221,12 +221,13 @@ def test_a_kept_file_that_cannot_be_written_costs_its_work_again_and_the_runtime
             later = load(tiny_model_dir, export_dir, setting)
     finally:
         blocked.rmdir()
-    assert later.serving.startswith("the image tower in") and "was not used" not in later.serving, (
-        later.serving
-    )
+    assert "was not used" not in later.serving, later.serving
     if unwritable == "choice":
+        # The timing itself may pick torch for a model this small: what matters is that setup
+        # served what it timed fastest and said the timing was not kept.
         assert any("the next setup times again" in record.message for record in caplog.records)
     else:
+        assert later.serving.startswith("the image tower in ONNX Runtime int8"), later.serving
         torch.testing.assert_close(later.encode_pixels(pixels), first.encode_pixels(pixels))
 
 
