@@ -362,6 +362,20 @@ def test_a_runtime_that_cannot_load_the_export_is_not_used(tiny_model_dir, expor
     assert len(estimator.predict_pixels(pixels)) == len(pixels)
 
 
+def test_torch_timed_fastest_after_a_runtime_was_ruled_out_is_checked_as_the_log_says(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    def cannot_load(*args, **kwargs):
+        raise RuntimeError("unsupported operator in the graph")
+
+    monkeypatch.setattr(cpu_runtime, "onnxruntime_tower", cannot_load)
+    monkeypatch.setattr(cpu_runtime, "fastest", lambda timings: TORCH)  # torch wins the timing
+    estimator = load(tiny_model_dir, tmp_path, "auto", break_with(TORCH))
+    assert estimator.serving.startswith("the image tower in torch fp32 on the CPU"), estimator.serving
+    assert "ONNX Runtime int8 was not used: it failed" in estimator.serving
+    assert f"{TORCH} was not used: its image embeddings" in estimator.serving
+
+
 def test_where_no_runtime_loads_nothing_is_kept_as_timed_and_a_repaired_export_is_timed(
     tiny_model_dir, tmp_path, caplog
 ):

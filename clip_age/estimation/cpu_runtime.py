@@ -492,7 +492,9 @@ def choose(
     elif chosen != model.torch_name:
         tower = build(chosen)
     if chosen == model.torch_name:
-        return Served(chosen, torch_tower, reasons)
+        # Timed fastest, torch serves as it would without the extra; where a runtime was ruled
+        # out on the way, the setup says so, and says torch was checked: so it is.
+        return torch_or_fp32() if reasons else Served(chosen, torch_tower, reasons)
 
     if tower is not None:
         record = exports.checked(chosen, threads, probe, model)
