@@ -391,7 +391,7 @@ def choose(
     model: Model,
     setting: str,
     export_dir: Path,
-    probe: np.ndarray,
+    make_probe: Callable[[], np.ndarray],
     fault: Fault | None = None,
     threads: int | None = None,
 ) -> Served | None:
@@ -409,6 +409,7 @@ def choose(
         return None
     threads = threads or usable_cores()
     exports = Exports(export_dir, digest)
+    probe = make_probe()  # only where a runtime applies: decoding them takes about 50 ms
     fp32: list[torch.nn.Module] = []
 
     def load_fp32() -> torch.nn.Module:

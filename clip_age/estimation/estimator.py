@@ -221,7 +221,11 @@ class AgeEstimator:
             logit_scale=self.logit_scale,
         )
         served = cpu_runtime.choose(
-            model, setting, export_dir, cpu_runtime.probe_photos(self.input_spec.size, self.preprocess), fault
+            model,
+            setting,
+            export_dir,
+            partial(cpu_runtime.probe_photos, self.input_spec.size, self.preprocess),
+            fault,
         )
         if served is None:
             return
